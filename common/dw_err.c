@@ -23,12 +23,12 @@ static const struct {
     [DW_ERR_PG] = {"DW_ERR_PG", "PostgreSQL error", false},
     [DW_ERR_FENCED] = {"DW_ERR_FENCED", "fenced by a newer instance", false},
     [DW_ERR_INTERNAL] = {"DW_ERR_INTERNAL", "internal error", false},
+    [DW_ERR_INTERRUPTED] = {"DW_ERR_INTERRUPTED", "interrupted by shutdown", false},
     [DW_ERR_TIMEOUT] = {"DW_ERR_TIMEOUT", "timed out", true},
     [DW_ERR_UNAVAILABLE] = {"DW_ERR_UNAVAILABLE", "service unavailable", true},
     [DW_ERR_QUEUE_FULL] = {"DW_ERR_QUEUE_FULL", "queue full", true},
     [DW_ERR_KAFKA_RETRIABLE] = {"DW_ERR_KAFKA_RETRIABLE", "retriable Kafka error", true},
     [DW_ERR_PG_CONN] = {"DW_ERR_PG_CONN", "PostgreSQL connection failure", true},
-    [DW_ERR_INTERRUPTED] = {"DW_ERR_INTERRUPTED", "interrupted by shutdown", false},
 };
 
 static bool dw_err_valid(dw_err_t err)

@@ -23,13 +23,13 @@ typedef enum {
     DW_ERR_PG,           /* a non-retriable PostgreSQL error (SQL error, constraint) */
     DW_ERR_FENCED,       /* a newer instance took over (transactional or group fencing) */
     DW_ERR_INTERNAL,     /* a bug: an invariant did not hold */
+    DW_ERR_INTERRUPTED,  /* shutdown was requested while waiting: stop, do not retry */
     /* retriable: the same call may succeed later */
     DW_ERR_TIMEOUT,      /* a deadline passed */
     DW_ERR_UNAVAILABLE,  /* a service cannot be reached right now */
     DW_ERR_QUEUE_FULL,   /* a bounded queue is full; serve it and try again */
     DW_ERR_KAFKA_RETRIABLE, /* a Kafka error librdkafka marks retriable */
     DW_ERR_PG_CONN,      /* the PostgreSQL connection was lost or refused */
-    DW_ERR_INTERRUPTED,  /* shutdown was requested while waiting */
     DW_ERR__COUNT
 } dw_err_t;
 
