@@ -2,12 +2,13 @@
 # registered with ctest. Sanitizer reports fail the test even when the exit status would not.
 function(dw_add_test name)
   cmake_parse_arguments(T "" "" "SOURCES;LABELS;ENV" ${ARGN})
-  add_executable(${name} ${T_SOURCES})
+  add_executable(${name} ${T_SOURCES} ${CMAKE_SOURCE_DIR}/tests/support/dw_testutil.c)
+  target_include_directories(${name} PRIVATE ${CMAKE_SOURCE_DIR}/tests/support)
   target_link_libraries(${name} PRIVATE dwcommon PkgConfig::CRITERION)
   target_compile_definitions(${name} PRIVATE
     DW_SOURCE_DIR="${CMAKE_SOURCE_DIR}" DW_BIN_DIR="${CMAKE_BINARY_DIR}/bin")
   set_target_properties(${name} PROPERTIES RUNTIME_OUTPUT_DIRECTORY ${CMAKE_BINARY_DIR}/tests)
-  add_test(NAME ${name} COMMAND ${name} --jobs=1 --full-stats)
+  add_test(NAME ${name} COMMAND ${name} --jobs=1)
   set_tests_properties(${name} PROPERTIES
     LABELS "${T_LABELS}"
     ENVIRONMENT "${T_ENV}"

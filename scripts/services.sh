@@ -5,20 +5,20 @@
 #           answers metadata requests)
 #   down    stop exactly what `up` started
 #   status  say what runs
-#   env     print DW_KAFKA_BOOTSTRAP=... and DW_PG_DSN=... lines for eval
-# State lives under .state/ (DW_STATE_DIR), the Kafka jars under .cache/ (DW_CACHE_DIR); both are
-# git-ignored. Ports: PostgreSQL 55432 (DW_PG_PORT), Kafka 19092 and controller 19093
-# (DW_KAFKA_PORT, DW_KAFKA_CONTROLLER_PORT).
+#   env     print DW_KAFKA_BOOTSTRAP=... and DW_PG_DSN=... lines (and an export line) for eval
+# State lives under .state/ (DW_SERVICES_STATE_DIR), the Kafka jars under .cache/ (DW_SERVICES_CACHE_DIR); both are
+# git-ignored. Ports: PostgreSQL 55432 (DW_SERVICES_PG_PORT), Kafka 19092 and controller 19093
+# (DW_SERVICES_KAFKA_PORT, DW_SERVICES_KAFKA_CONTROLLER_PORT).
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-state=${DW_STATE_DIR:-$root/.state}
-cache=${DW_CACHE_DIR:-$root/.cache}
-pg_port=${DW_PG_PORT:-55432}
-kafka_port=${DW_KAFKA_PORT:-19092}
-ctrl_port=${DW_KAFKA_CONTROLLER_PORT:-19093}
+state=${DW_SERVICES_STATE_DIR:-$root/.state}
+cache=${DW_SERVICES_CACHE_DIR:-$root/.cache}
+pg_port=${DW_SERVICES_PG_PORT:-55432}
+kafka_port=${DW_SERVICES_KAFKA_PORT:-19092}
+ctrl_port=${DW_SERVICES_KAFKA_CONTROLLER_PORT:-19093}
 kafka_version=3.9.1
-kafka_heap=${DW_KAFKA_HEAP:-512m}
+kafka_heap=${DW_SERVICES_KAFKA_HEAP:-512m}
 
 pg_data=$state/pg/data
 pg_sock=$state/pg/run
@@ -55,8 +55,19 @@ pg_up() {
   mkdir -p "$state/pg" "$pg_sock"
   if [[ $(id -u) -eq 0 ]]; then
     chown postgres: "$state/pg" "$pg_sock"
-    # the postgres user must be able to reach the state folder
-    as_pg test -w "$state/pg" || die "user postgres cannot write $state/pg (a parent folder is not searchable?); set DW_STATE_DIR to a folder it can reach"
+    # The postgres user must be able to reach the state folder: grant search (x, not read) on
+    # the parent folders that lack it, saying so.
+    if ! as_pg test -w "$state/pg"; then
+      local d=$state/pg
+      while [[ $d != / ]]; do
+        d=$(dirname "$d")
+        if ! as_pg test -x "$d"; then
+          say "granting search permission (o+x) on $d so that user postgres can reach $state/pg"
+          chmod o+x "$d"
+        fi
+      done
+      as_pg test -w "$state/pg" || die "user postgres cannot write $state/pg; set DW_SERVICES_STATE_DIR to a folder it can reach"
+    fi
   fi
   if [[ ! -f $pg_data/PG_VERSION ]]; then
     say "initialising PostgreSQL cluster in $pg_data"
@@ -153,7 +164,7 @@ PROPS
   fi
   if ! kafka_running; then
     if kafka_answers; then
-      die "something else already answers on 127.0.0.1:$kafka_port (set DW_KAFKA_PORT)"
+      die "something else already answers on 127.0.0.1:$kafka_port (set DW_SERVICES_KAFKA_PORT)"
     fi
     nohup "${jvm[@]}" kafka.Kafka "$kafka_dir/server.properties" >>"$kafka_log" 2>&1 &
     echo $! >"$kafka_pidfile"
@@ -185,6 +196,8 @@ kafka_down() {
 print_env() {
   echo "DW_KAFKA_BOOTSTRAP=127.0.0.1:$kafka_port"
   echo "DW_PG_DSN=postgresql://dwfleet@127.0.0.1:$pg_port/dwfleet"
+  # so that eval "$(scripts/services.sh env)" hands them to the programs started afterwards
+  echo "export DW_KAFKA_BOOTSTRAP DW_PG_DSN"
 }
 
 case "${1:-}" in
