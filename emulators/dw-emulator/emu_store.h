@@ -1,0 +1,99 @@
+/*
+ * emu_store: an emulated system's tables in PostgreSQL. Loads the metadata files of one system
+ * (schemas/metadata/<system>/ *.json), creates one schema with one table per file (typed columns,
+ * unique indexes for alternate keys, a version sequence and triggers that stamp versionnumber,
+ * createdon, modifiedon and log deletes for change tracking), and lends PostgreSQL connections
+ * from a small pool to request threads.
+ */
+#ifndef EMU_STORE_H
+#define EMU_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include <jansson.h>
+
+#include "dw_err.h"
+#include "dw_pg.h"
+
+typedef enum {
+    EMU_T_STRING = 0,
+    EMU_T_INTEGER,
+    EMU_T_DECIMAL,
+    EMU_T_BOOLEAN,
+    EMU_T_DATE,
+    EMU_T_DATETIME,
+    EMU_T_ENUM,
+    EMU_T_GUID,
+    EMU_T_LOOKUP,
+} emu_type_t;
+
+typedef struct {
+    char *name;
+    emu_type_t type;
+    bool required, read_only;
+    long long max_length; /* 0: none */
+    long long *enum_values;
+    size_t nenum;
+    char **targets;
+    size_t ntargets;
+    json_t *defval;     /* owned; NULL when none */
+    char *generated;    /* id, version, now, caller, autonumber, company; NULL */
+    volatile int dropped; /* schema drift injected by the admin endpoint */
+} emu_col_t;
+
+typedef struct {
+    char *name;
+    char **cols;
+    size_t ncols;
+} emu_altkey_t;
+
+typedef struct {
+    char *name;        /* logical name / public entity name */
+    char *entity_set;
+    char *id_column;   /* dv: primary id; NULL for fo */
+    char *primary_name;
+    emu_col_t *cols;
+    size_t ncols;
+    emu_altkey_t *keys;
+    size_t nkeys;
+    char *qname;       /* "schema"."table" (quoted) */
+    char *version_col; /* the generated:version column or NULL */
+    json_t *meta;      /* the metadata document (owned) */
+} emu_table_t;
+
+typedef struct emu_store_s emu_store_t;
+
+/* Load the *.json files under dir/<system> ("dv" or "fo") and connect the pool to dsn. schema: the PostgreSQL
+ * schema name ([a-z0-9_]). Creates schema and tables when missing. NULL with errstr. */
+emu_store_t *emu_store_open(const char *dsn, const char *schema, const char *metadata_dir,
+                            const char *system, int pool_max, char *errstr, size_t errstr_size);
+void emu_store_close(emu_store_t *st);
+
+size_t emu_store_ntables(const emu_store_t *st);
+emu_table_t *emu_store_table_at(emu_store_t *st, size_t i);
+emu_table_t *emu_store_table_by_set(emu_store_t *st, const char *entity_set);
+emu_table_t *emu_store_table_by_name(emu_store_t *st, const char *name);
+emu_col_t *emu_table_col(const emu_table_t *t, const char *name);
+const char *emu_store_schema(const emu_store_t *st);
+
+/* Borrow a connection (blocks while the pool is exhausted); give it back with release. NULL
+ * when no connection can be made. */
+dw_pg_t *emu_store_acquire(emu_store_t *st, char *errstr, size_t errstr_size);
+void emu_store_release(emu_store_t *st, dw_pg_t *pg);
+
+/* Begin a write transaction serialised with every other writer of this store, so version
+ * numbers are assigned in commit order (change tracking never skips a late commit). */
+dw_err_t emu_store_begin_write(emu_store_t *st, dw_pg_t *pg, char *errstr, size_t errstr_size);
+
+/* Drop every table and recreate the schema (admin reset); clears dropped-column flags. */
+dw_err_t emu_store_reset(emu_store_t *st, char *errstr, size_t errstr_size);
+
+/* ALTER TABLE ... DROP COLUMN (schema drift). DW_ERR_NOT_FOUND for an unknown table/column. */
+dw_err_t emu_store_drop_column(emu_store_t *st, const char *table, const char *column,
+                               char *errstr, size_t errstr_size);
+
+/* Append "\"ident\"" to buf (ident must satisfy emu_odata_is_ident and be lower-case-safe). */
+void emu_sql_ident(char *buf, size_t size, const char *ident);
+
+#endif
