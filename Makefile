@@ -6,11 +6,12 @@
 #   make unit    build and run the tests that need no services
 #   make asan    build into build-asan/ with ASan+UBSan and run the unit and cli tests
 #   make services-up / services-down / services-status
+#   make fuzz    run every libFuzzer target for a minute (FUZZ_SECONDS=60)
 #   make format  clang-format every C file in place
 JOBS ?= $(shell nproc)
 BUILD_TYPE ?= RelWithDebInfo
 
-.PHONY: all setup build test unit asan services-up services-down services-status format clean
+.PHONY: all setup build test unit asan fuzz services-up services-down services-status format clean
 
 all: build
 
@@ -31,6 +32,10 @@ asan: setup
 	@cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DDW_SANITIZE=ON >/dev/null
 	@cmake --build build-asan -j$(JOBS)
 	@cd build-asan && ctest -L 'unit|cli' --output-on-failure
+
+FUZZ_SECONDS ?= 60
+fuzz: setup
+	@tests/fuzz/run.sh $(FUZZ_SECONDS)
 
 services-up:
 	@scripts/services.sh up

@@ -8,6 +8,7 @@ packages=(
   librdkafka-dev libcurl4-openssl-dev libjansson-dev libpq-dev libcriterion-dev libmicrohttpd-dev
   postgresql postgresql-client openjdk-17-jre-headless maven kcat
   curl ca-certificates procps
+  clang libclang-rt-14-dev clang-format
 )
 
 missing=()
