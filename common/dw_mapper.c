@@ -1750,6 +1750,21 @@ dw_err_t dw_mapper_apply(const dw_map_t *map, dw_map_dir_t dir, const json_t *re
     }
     if (!(canon = json_array()))
         goto nomem;
+    /* A record whose key does not hold its company (order and invoice lines inherit it from
+     * their header) is keyed by the company too, so two companies' lines never share a key. */
+    bool key_has_company = false;
+    for (size_t k = 0; k < nkeys; k++) {
+        const char *fo = dw_map_key(map, k)->fo;
+        if (fo && strcmp(fo, "dataAreaId") == 0)
+            key_has_company = true;
+    }
+    if (company && !key_has_company) {
+        json_t *cv = json_string(company);
+        json_t *lv = cv ? lower_string(cv) : NULL;
+        json_decref(cv);
+        if (!lv || json_array_append_new(canon, lv))
+            goto nomem;
+    }
     for (size_t k = 0; k < nkeys; k++) {
         json_t *kv = keyvals[k];
         if (!kv) {
