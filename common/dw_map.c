@@ -1145,6 +1145,16 @@ const dw_map_key_t *dw_map_key(const dw_map_t *map, size_t i)
     return i < map->nkeys ? &map->keys[i] : NULL;
 }
 
+bool dw_map_key_has_company(const dw_map_t *map)
+{
+    for (size_t k = 0; k < dw_map_key_count(map); k++) {
+        const char *fo = dw_map_key(map, k)->fo;
+        if (fo && strcmp(fo, "dataAreaId") == 0)
+            return true;
+    }
+    return false;
+}
+
 size_t dw_map_field_count(const dw_map_t *map)
 {
     return map->nfields;

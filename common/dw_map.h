@@ -299,6 +299,10 @@ const char *dw_map_filter_text(const dw_map_t *map, dw_map_side_t side);
 
 size_t dw_map_key_count(const dw_map_t *map);
 const dw_map_key_t *dw_map_key(const dw_map_t *map, size_t i);
+/* True when the integration key holds the company (an F&O dataAreaId key field). Records of a map
+ * whose key lacks it but that have a company through a lookup (order and invoice lines) carry it
+ * first in their canonical key. */
+bool dw_map_key_has_company(const dw_map_t *map);
 
 size_t dw_map_field_count(const dw_map_t *map);
 const dw_map_field_t *dw_map_field(const dw_map_t *map, size_t i);

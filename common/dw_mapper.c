@@ -1752,13 +1752,7 @@ dw_err_t dw_mapper_apply(const dw_map_t *map, dw_map_dir_t dir, const json_t *re
         goto nomem;
     /* A record whose key does not hold its company (order and invoice lines inherit it from
      * their header) is keyed by the company too, so two companies' lines never share a key. */
-    bool key_has_company = false;
-    for (size_t k = 0; k < nkeys; k++) {
-        const char *fo = dw_map_key(map, k)->fo;
-        if (fo && strcmp(fo, "dataAreaId") == 0)
-            key_has_company = true;
-    }
-    if (company && !key_has_company) {
+    if (company && !dw_map_key_has_company(map)) {
         json_t *cv = json_string(company);
         json_t *lv = cv ? lower_string(cv) : NULL;
         json_decref(cv);
@@ -1903,5 +1897,81 @@ dw_err_t dw_mapper_roundtrip(const dw_map_t *map, dw_map_dir_t dir, const json_t
 out:
     dw_mapper_result_clear(&there);
     dw_mapper_result_clear(&again);
+    return rc;
+}
+
+/* ---- source-side key (capture) ------------------------------------------------------------ */
+
+dw_err_t dw_mapper_source_key(const dw_map_t *map, dw_map_dir_t dir, const json_t *record,
+                              json_t **key, char **canonical, dw_mapper_error_t *err)
+{
+    dw_err_t rc = DW_OK;
+    json_t *sub = NULL, *out = NULL;
+    dw_mapper_result_t res = {0};
+    char name[300];
+    if (key)
+        *key = NULL;
+    if (canonical)
+        *canonical = NULL;
+    if (!json_is_object(record))
+        return fail(err, DW_MAPPER_MALFORMED, NULL, "the record is %s, not a JSON object",
+                    json_kind(record));
+    const bool to_dv = dir == DW_MAP_FO_TO_DV;
+    /* only what the key needs: the key columns (lookups in every form) and the company */
+    if (!(sub = json_object()) || !(out = json_object()))
+        goto nomem;
+    if (to_dv) {
+        const json_t *c = json_object_get(record, "dataAreaId");
+        if (c && json_object_set(sub, "dataAreaId", (json_t *)c))
+            goto nomem;
+    }
+    for (size_t k = 0; k < dw_map_key_count(map); k++) {
+        const dw_map_field_t *f = dw_map_key(map, k)->field;
+        const char *src = f ? (to_dv ? f->fo : f->dv) : NULL;
+        if (!src)
+            continue;
+        const json_t *v = json_object_get(record, src);
+        if (v && json_object_set(sub, src, (json_t *)v))
+            goto nomem;
+        if (!to_dv && f->transform == DW_MAP_XF_LOOKUP) {
+            snprintf(name, sizeof(name), "%s@odata.bind", src);
+            if ((v = json_object_get(record, name)) && json_object_set(sub, name, (json_t *)v))
+                goto nomem;
+            snprintf(name, sizeof(name), "_%s_value", src);
+            if ((v = json_object_get(record, name)) && json_object_set(sub, name, (json_t *)v))
+                goto nomem;
+        }
+    }
+    if ((rc = dw_mapper_apply(map, dir, sub, &res, err)))
+        goto out;
+    for (size_t k = 0; k < dw_map_key_count(map); k++) {
+        const dw_map_field_t *f = dw_map_key(map, k)->field;
+        const char *src = to_dv ? f->fo : f->dv;
+        const char *dst = to_dv ? f->dv : f->fo;
+        const json_t *v = NULL;
+        if (!src)
+            continue;
+        if (f->transform == DW_MAP_XF_LOOKUP && !to_dv)
+            v = json_object_get(res.key, dst); /* the resolved key value */
+        else
+            v = json_object_get(record, src);
+        if (v && json_object_set(out, src, (json_t *)v))
+            goto nomem;
+    }
+    if (key) {
+        *key = out;
+        out = NULL;
+    }
+    if (canonical) {
+        *canonical = res.canonical_key;
+        res.canonical_key = NULL;
+    }
+    goto out;
+nomem:
+    rc = NOMEM(err);
+out:
+    dw_mapper_result_clear(&res);
+    json_decref(sub);
+    json_decref(out);
     return rc;
 }
