@@ -12,6 +12,8 @@
 #include "dw_log.h"
 #include "emu_ctx.h"
 #include "emu_dv.h"
+#include "emu_fo.h"
+#include "emu_fo_events.h"
 
 struct emu_faults_s {
     pthread_mutex_t mu;
@@ -181,10 +183,14 @@ void emu_admin_handle(emu_ctx_t *ctx, emu_req_t *req, emu_resp_t *resp)
             emu_resp_error(resp, 500, "internal", "%s", errstr);
         else
             emu_resp_json(resp, 200, json_pack("{s:b}", "expired", 1));
+    } else if (strcmp(what, "/events") == 0 && strcmp(req->method, "GET") == 0 && ctx->fo_events) {
+        emu_resp_json(resp, 200, emu_fo_events_state(ctx->fo_events)); /* F&O data events delivery */
     } else if (strcmp(what, "/reset") == 0 && post) {
         faults_clear(ctx->faults);
         emu_limits_reset(ctx->limits);
         dw_err_t err = emu_store_reset(ctx->store, errstr, sizeof(errstr));
+        if (!err && strcmp(ctx->system, "fo") == 0)
+            err = emu_fo_after_reset(ctx, errstr, sizeof(errstr));
         if (err)
             emu_resp_error(resp, 500, "internal", "%s", errstr);
         else {

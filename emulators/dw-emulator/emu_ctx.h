@@ -21,6 +21,8 @@ typedef struct emu_ctx_s {
     int max_page_size;    /* Dataverse: 5000 */
     long long change_retention_s; /* change-tracking token lifetime (Dataverse default: 7 days) */
     const char *admin_secret; /* NULL: admin endpoint disabled */
+    const char *fo_company;   /* F&O: the default company (dataAreaId), e.g. "usmf" */
+    struct emu_fo_events_s *fo_events; /* F&O: data events outbox and delivery (NULL for dv) */
 } emu_ctx_t;
 
 #endif

@@ -26,6 +26,7 @@
 #include "dw_filter.h"
 #include "dw_log.h"
 #include "dw_pg.h"
+#include "emu_batch.h"
 #include "emu_ctx.h"
 #include "emu_odata.h"
 
@@ -55,6 +56,7 @@ typedef struct {
     emu_resp_t *resp;
     dw_pg_t *pg;
     emu_table_t *t;
+    json_t *bind_cache; /* bulk messages: @odata.bind reference -> id, NULL elsewhere */
 } dv_t;
 
 typedef struct {
@@ -500,6 +502,12 @@ static bool dv_bind(dv_t *d, const emu_col_t *c, json_t *v, json_t *store)
         emu_odata_path_clear(&p);
         return false;
     }
+    json_t *hit = d->bind_cache ? json_object_get(d->bind_cache, json_string_value(v)) : NULL;
+    if (hit) {
+        json_object_set(store, c->name, hit);
+        emu_odata_path_clear(&p);
+        return true;
+    }
     dv_key_t k;
     if (!dv_key_from_path(target, &p, &k, d->resp)) {
         emu_odata_path_clear(&p);
@@ -526,6 +534,8 @@ static bool dv_bind(dv_t *d, const emu_col_t *c, json_t *v, json_t *store)
         return false;
     }
     json_object_set(store, c->name, json_object_get(row, target->id_column));
+    if (d->bind_cache)
+        json_object_set(d->bind_cache, json_string_value(v), json_object_get(row, target->id_column));
     json_decref(row);
     emu_odata_path_clear(&p);
     return true;
@@ -867,18 +877,30 @@ static json_t *dv_parse_body(dv_t *d)
     return body;
 }
 
+/* Writes run in their own transaction, or inside a $batch change set's (req->txn), which the
+ * batch executor begins, commits and rolls back. */
 static bool dv_begin(dv_t *d)
 {
     char errstr[512];
+    if (d->req->txn)
+        return true;
     dw_err_t err = emu_store_begin_write(d->ctx->store, d->pg, errstr, sizeof(errstr));
     if (err)
         dv_pg_error(d, err, errstr);
     return !err;
 }
 
+static void dv_rollback(dv_t *d)
+{
+    if (!d->req->txn)
+        dw_pg_rollback(d->pg, NULL, 0);
+}
+
 static bool dv_commit(dv_t *d)
 {
     char errstr[512];
+    if (d->req->txn)
+        return true;
     dw_err_t err = dw_pg_commit(d->pg, errstr, sizeof(errstr));
     if (err)
         dv_pg_error(d, err, errstr);
@@ -904,7 +926,7 @@ static void dv_single_write(dv_t *d, const dv_key_t *k, int mode, const dv_prefe
         dv_commit(d)) {
         dv_send_written(d, row, created, pf->repr, mode == DV_CREATE);
     } else {
-        dw_pg_rollback(d->pg, NULL, 0);
+        dv_rollback(d);
     }
     json_decref(row);
     json_decref(body);
@@ -943,7 +965,7 @@ static void dv_delete(dv_t *d, const dv_key_t *k)
             emu_resp_raw(d->resp, 204, "application/json", "", 0);
     }
     if (d->resp->status != 204)
-        dw_pg_rollback(d->pg, NULL, 0);
+        dv_rollback(d);
     json_decref(existing);
 }
 
@@ -999,12 +1021,192 @@ static int dv_target_key(dv_t *d, json_t *target, emu_odata_path_t *path, dv_key
     return 0;
 }
 
+/* A PostgreSQL text[] literal being built: {"a","b"} with quotes and backslashes escaped. */
+typedef struct {
+    char *buf;
+    size_t len, cap;
+    bool oom;
+} dv_arr_t;
+
+static void dv_arr_add(dv_arr_t *a, const char *s)
+{
+    size_t need = a->len + 2 * strlen(s) + 5;
+    if (a->oom)
+        return;
+    if (need > a->cap) {
+        size_t nc = a->cap ? a->cap : 1024;
+        while (nc < need)
+            nc *= 2;
+        char *nb = realloc(a->buf, nc);
+        if (!nb) {
+            a->oom = true;
+            return;
+        }
+        a->buf = nb;
+        a->cap = nc;
+    }
+    char *o = a->buf + a->len;
+    *o++ = a->len ? ',' : '{';
+    *o++ = '"';
+    for (; *s; s++) {
+        if (*s == '"' || *s == '\\')
+            *o++ = '\\';
+        *o++ = *s;
+    }
+    *o++ = '"';
+    *o = '\0';
+    a->len = (size_t)(o - a->buf);
+}
+
+/* Close the literal ("{}" when empty); NULL when out of memory. */
+static const char *dv_arr_end(dv_arr_t *a)
+{
+    if (!a->len)
+        dv_arr_add(a, "");
+    if (a->oom || a->len + 2 > a->cap)
+        return NULL;
+    a->buf[a->len++] = '}';
+    a->buf[a->len] = '\0';
+    return a->buf;
+}
+
+/* The key signature of a target (columns, which parts are NULL) and its identity string. */
+static void dv_key_sig(const dv_key_t *k, char *sig, size_t size)
+{
+    sig[0] = '\0';
+    for (size_t i = 0; i < k->n; i++) {
+        size_t l = strlen(sig);
+        snprintf(sig + l, size - l, "%s%s%s", i ? "," : "", k->cols[i], k->vals[i] ? "" : "=null");
+    }
+}
+
+/* One SELECT ... FOR UPDATE per key signature for all targets: found[i] gets the stored row of
+ * target i (new reference) or stays NULL. */
+static bool dv_lookup_many(dv_t *d, const dv_key_t *keys, const int *hk, size_t n, json_t **found)
+{
+    char errstr[512], sig[1024], sig2[1024];
+    bool *done = calloc(n ? n : 1, sizeof(bool));
+    bool ok = done != NULL;
+    dv_arr_t arr[EMU_ODATA_MAX_KEYS + 1];
+    for (size_t i = 0; ok && i < n; i++) {
+        if (!hk[i] || done[i])
+            continue;
+        const dv_key_t *k = &keys[i];
+        dv_key_sig(k, sig, sizeof(sig));
+        memset(arr, 0, sizeof(arr));
+        for (size_t j = i; j < n; j++) {
+            if (!hk[j] || done[j])
+                continue;
+            dv_key_sig(&keys[j], sig2, sizeof(sig2));
+            if (strcmp(sig, sig2) != 0)
+                continue;
+            done[j] = true;
+            size_t a = 0;
+            for (size_t c = 0; c < k->n; c++) {
+                if (keys[j].vals[c]) {
+                    dv_arr_add(&arr[a], keys[j].vals[c]);
+                    a++;
+                }
+            }
+            char ord[32];
+            snprintf(ord, sizeof(ord), "%zu", j);
+            dv_arr_add(&arr[a], ord);
+        }
+        char sql[DV_SQL_MAX] = "";
+        const char *params[EMU_ODATA_MAX_KEYS + 1];
+        int np = 0;
+        for (size_t c = 0; c < k->n; c++)
+            if (k->vals[c])
+                np++;
+        sqlf(sql, "SELECT k.ord, to_jsonb(x) FROM unnest(");
+        for (int a = 0; a <= np; a++)
+            sqlf(sql, "%s$%d::text[]", a ? ", " : "", a + 1);
+        sqlf(sql, ") AS k(");
+        for (int a = 0; a < np; a++)
+            sqlf(sql, "v%d, ", a);
+        sqlf(sql, "ord) JOIN %s x ON true", d->t->qname);
+        int a = 0;
+        for (size_t c = 0; c < k->n; c++) {
+            const emu_col_t *col = emu_table_col(d->t, k->cols[c]);
+            if (k->vals[c]) {
+                sqlf(sql, " AND x.\"%s\" = k.v%d::%s", k->cols[c], a, emu_col_sql_type(col));
+                a++;
+            } else {
+                sqlf(sql, " AND x.\"%s\" IS NULL", k->cols[c]);
+            }
+        }
+        sqlf(sql, " FOR UPDATE OF x");
+        for (int p = 0; p <= np; p++) {
+            params[p] = dv_arr_end(&arr[p]);
+            if (!params[p])
+                ok = false;
+        }
+        PGresult *res = NULL;
+        dw_err_t err = ok ? dw_pg_exec(d->pg, sql, np + 1, params, &res, errstr, sizeof(errstr)) : DW_ERR_NOMEM;
+        if (err) {
+            dv_pg_error(d, err, errstr);
+            ok = false;
+        }
+        for (int r = 0; ok && r < PQntuples(res); r++) {
+            size_t ord = (size_t)strtoull(PQgetvalue(res, r, 0), NULL, 10);
+            if (ord < n && !found[ord])
+                found[ord] = json_loads(PQgetvalue(res, r, 1), 0, NULL);
+        }
+        PQclear(res);
+        for (int p = 0; p <= np; p++)
+            free(arr[p].buf);
+    }
+    free(done);
+    return ok;
+}
+
+/* INSERT (rows) or UPDATE by id (rows with every column) in one statement. */
+static bool dv_bulk_write(dv_t *d, json_t *rows, bool insert)
+{
+    char errstr[512], sql[DV_SQL_MAX] = "";
+    const emu_table_t *t = d->t;
+    if (!json_array_size(rows))
+        return true;
+    if (insert) {
+        sqlf(sql, "INSERT INTO %s SELECT * FROM jsonb_populate_recordset(NULL::%s, $1::jsonb)", t->qname, t->qname);
+    } else {
+        char cols[DV_SQL_MAX / 2] = "", rcols[DV_SQL_MAX / 2] = "";
+        for (size_t i = 0; i < t->ncols; i++) {
+            const emu_col_t *c = &t->cols[i];
+            if (c->dropped || strcmp(c->name, t->id_column) == 0)
+                continue;
+            size_t l = strlen(cols), rl = strlen(rcols);
+            snprintf(cols + l, sizeof(cols) - l, "%s\"%s\"", l ? ", " : "", c->name);
+            snprintf(rcols + rl, sizeof(rcols) - rl, "%sr.\"%s\"", rl ? ", " : "", c->name);
+        }
+        sqlf(sql, "UPDATE %s AS x SET (%s) = ROW(%s) FROM jsonb_populate_recordset(NULL::%s, $1::jsonb) r"
+             " WHERE x.\"%s\" = r.\"%s\"", t->qname, cols, rcols, t->qname, t->id_column, t->id_column);
+    }
+    char *text = json_dumps(rows, JSON_COMPACT);
+    const char *p[1] = {text};
+    dw_err_t err = text ? dw_pg_exec(d->pg, sql, 1, p, NULL, errstr, sizeof(errstr)) : DW_ERR_NOMEM;
+    free(text);
+    if (err)
+        dv_pg_error(d, err, errstr);
+    return !err;
+}
+
+/* CreateMultiple / UpdateMultiple / UpsertMultiple: validation in memory, one keyed lookup per key
+ * shape, one INSERT and one UPDATE for the whole request, all in one transaction (all or nothing).
+ * A record named twice in one request gets both writes in order (the second updates the first). */
 static void dv_multiple(dv_t *d, const char *message)
 {
     int mode = strcmp(message, "CreateMultiple") == 0   ? DV_CREATE
                : strcmp(message, "UpdateMultiple") == 0 ? DV_UPDATE
                                                         : DV_UPSERT;
-    json_t *body = dv_parse_body(d), *ids = json_array();
+    json_t *body = dv_parse_body(d), *ids = json_array(), *slotmap = json_object();
+    json_t *inserts = json_array(), *updates = json_array();
+    emu_odata_path_t *paths = NULL;
+    dv_key_t *keys = NULL;
+    int *hk = NULL;
+    json_t **found = NULL, **slots = NULL;
+    size_t n = 0;
+    bool in_tx = false;
     if (!body)
         goto out;
     json_t *targets = json_object_get(body, "Targets");
@@ -1014,9 +1216,10 @@ static void dv_multiple(dv_t *d, const char *message)
                        "The Targets parameter must be an array of 1 to %d entities.", DV_MAX_TARGETS);
         goto out;
     }
+    n = json_array_size(targets);
     char want[200];
     snprintf(want, sizeof(want), "Microsoft.Dynamics.CRM.%s", d->t->name);
-    for (size_t i = 0; i < json_array_size(targets); i++) {
+    for (size_t i = 0; i < n; i++) {
         json_t *tg = json_array_get(targets, i);
         const char *ty = json_string_value(json_object_get(tg, "@odata.type"));
         if (!json_is_object(tg) || !ty || strcmp(ty, want) != 0) {
@@ -1026,41 +1229,95 @@ static void dv_multiple(dv_t *d, const char *message)
             goto out;
         }
     }
-    if (emu_faults_take_write(d->ctx->faults, d->resp) || !dv_begin(d))
+    paths = calloc(n, sizeof(*paths));
+    keys = calloc(n, sizeof(*keys));
+    hk = calloc(n, sizeof(*hk));
+    found = calloc(n, sizeof(*found));
+    slots = calloc(n, sizeof(*slots));
+    if (!paths || !keys || !hk || !found || !slots || !ids || !slotmap || !inserts || !updates) {
+        emu_resp_error(d->resp, 500, DV_E_UNEXPECTED, "out of memory");
         goto out;
-    bool ok = true;
-    for (size_t i = 0; i < json_array_size(targets) && ok; i++) {
-        json_t *tg = json_array_get(targets, i), *row = NULL;
-        emu_odata_path_t path;
-        dv_key_t k;
-        bool created = false;
-        int hk = mode == DV_CREATE ? 0 : dv_target_key(d, tg, &path, &k);
-        if (hk < 0) {
-            ok = false;
-            break;
+    }
+    for (size_t i = 0; i < n; i++) {
+        hk[i] = mode == DV_CREATE ? 0 : dv_target_key(d, json_array_get(targets, i), &paths[i], &keys[i]);
+        if (hk[i] < 0) {
+            hk[i] = 0;
+            goto out;
         }
-        if (hk == 0 && mode == DV_UPDATE) {
+        if (hk[i] == 0 && mode == DV_UPDATE) {
             emu_resp_error(d->resp, 400, DV_E_INVALIDARG,
                            "Targets[%zu]: an UpdateMultiple target needs the primary key or an alternate key.", i);
-            ok = false;
-            break;
+            goto out;
         }
-        json_t *copy = json_deep_copy(tg);
-        json_object_del(copy, "@odata.id");
-        if (hk && k.by_id && mode != DV_CREATE)
-            json_object_del(copy, d->t->id_column);
-        ok = dv_write_one(d, hk ? &k : NULL, copy, mode, NULL, NULL, &row, &created);
-        if (ok && mode == DV_CREATE)
-            json_array_append(ids, json_object_get(row, d->t->id_column));
-        json_decref(copy);
-        json_decref(row);
-        if (hk)
-            emu_odata_path_clear(&path);
     }
-    if (!ok) {
-        dw_pg_rollback(d->pg, NULL, 0);
+    if (emu_faults_take_write(d->ctx->faults, d->resp) || !dv_begin(d))
         goto out;
+    in_tx = true;
+    d->bind_cache = json_object();
+    if (!dv_lookup_many(d, keys, hk, n, found))
+        goto out;
+    for (size_t i = 0; i < n; i++) {
+        json_t *tg = json_array_get(targets, i);
+        char ks[4096] = "";
+        json_t *slot = NULL;
+        if (hk[i]) {
+            dv_key_sig(&keys[i], ks, sizeof(ks));
+            for (size_t c = 0; c < keys[i].n; c++) {
+                size_t l = strlen(ks);
+                snprintf(ks + l, sizeof(ks) - l, "\x1f%s", keys[i].vals[c] ? keys[i].vals[c] : "");
+            }
+            json_t *at = json_object_get(slotmap, ks);
+            if (at)
+                slot = slots[json_integer_value(at)];
+        }
+        json_t *copy = json_deep_copy(tg), *store = json_object();
+        json_object_del(copy, "@odata.id");
+        if (hk[i] && keys[i].by_id && mode != DV_CREATE)
+            json_object_del(copy, d->t->id_column);
+        if (hk[i])
+            key_to_store(d->t, &keys[i], store);
+        bool ok;
+        if (slot || found[i]) {
+            ok = dv_in(d, copy, false, store);
+            if (ok && !slot) {
+                slot = found[i];
+                found[i] = NULL;
+                slots[i] = slot;
+                json_array_append(updates, slot);
+                if (hk[i])
+                    json_object_set_new(slotmap, ks, json_integer((json_int_t)i));
+            }
+            if (ok)
+                json_object_update(slot, store);
+        } else if (mode == DV_UPDATE) {
+            char kd[512];
+            dv_key_describe(&keys[i], kd, sizeof(kd));
+            if (keys[i].by_id)
+                emu_resp_error(d->resp, 404, DV_E_NOT_FOUND, "%s With Id = %s Does Not Exist", d->t->name, keys[i].vals[0]);
+            else
+                emu_resp_error(d->resp, 404, DV_E_NOT_FOUND,
+                               "A record with the specified key values does not exist in %s entity (%s)",
+                               d->t->name, kd);
+            ok = false;
+        } else {
+            ok = dv_in(d, copy, true, store) && dv_complete_create(d, store);
+            if (ok) {
+                slots[i] = json_incref(store);
+                json_array_append(inserts, store);
+                if (hk[i])
+                    json_object_set_new(slotmap, ks, json_integer((json_int_t)i));
+                if (mode == DV_CREATE)
+                    json_array_append(ids, json_object_get(store, d->t->id_column));
+            }
+        }
+        json_decref(copy);
+        json_decref(store);
+        if (!ok)
+            goto out;
     }
+    if (!dv_bulk_write(d, inserts, true) || !dv_bulk_write(d, updates, false))
+        goto out;
+    in_tx = false;
     if (!dv_commit(d))
         goto out;
     if (mode == DV_CREATE) {
@@ -1072,6 +1329,26 @@ static void dv_multiple(dv_t *d, const char *message)
         emu_resp_raw(d->resp, 204, "application/json", "", 0);
     }
 out:
+    if (in_tx)
+        dv_rollback(d);
+    for (size_t i = 0; i < n; i++) {
+        if (paths && hk && hk[i] && paths[i].segment)
+            emu_odata_path_clear(&paths[i]);
+        if (found)
+            json_decref(found[i]);
+        if (slots)
+            json_decref(slots[i]);
+    }
+    free(paths);
+    free(keys);
+    free(hk);
+    free(found);
+    free(slots);
+    json_decref(d->bind_cache);
+    d->bind_cache = NULL;
+    json_decref(inserts);
+    json_decref(updates);
+    json_decref(slotmap);
     json_decref(ids);
     json_decref(body);
 }
@@ -1626,6 +1903,65 @@ static void dv_entity_definitions(emu_ctx_t *ctx, const emu_odata_path_t *p, emu
     emu_resp_json(resp, 200, json_pack("{s:s,s:o}", "@odata.context", cx, "value", v));
 }
 
+/* ---- $batch ---------------------------------------------------------------------------------- */
+
+static bool dv_batch_begin(void *opaque, void **txn, emu_resp_t *err_resp)
+{
+    emu_ctx_t *ctx = opaque;
+    char errstr[512];
+    dw_pg_t *pg = emu_store_acquire(ctx->store, errstr, sizeof(errstr));
+    *txn = NULL;
+    if (!pg) {
+        emu_resp_error(err_resp, 503, DV_E_UNEXPECTED, "The database is unavailable.");
+        return false;
+    }
+    if (emu_store_begin_write(ctx->store, pg, errstr, sizeof(errstr))) {
+        emu_store_release(ctx->store, pg);
+        emu_resp_error(err_resp, 503, DV_E_UNEXPECTED, "The database is unavailable.");
+        return false;
+    }
+    *txn = pg;
+    return true;
+}
+
+static bool dv_batch_commit(void *opaque, void *txn, emu_resp_t *err_resp)
+{
+    emu_ctx_t *ctx = opaque;
+    char errstr[512];
+    dw_err_t err = dw_pg_commit(txn, errstr, sizeof(errstr));
+    if (err) {
+        DW_ERROR("dv", "change set commit failed: %s", errstr);
+        emu_resp_error(err_resp, 500, DV_E_UNEXPECTED, "An unexpected error occurred.");
+    }
+    emu_store_release(ctx->store, txn);
+    return !err;
+}
+
+static void dv_batch_rollback(void *opaque, void *txn)
+{
+    emu_ctx_t *ctx = opaque;
+    dw_pg_rollback(txn, NULL, 0);
+    emu_store_release(ctx->store, txn);
+}
+
+static void dv_batch_dispatch(void *opaque, emu_req_t *req, emu_resp_t *resp)
+{
+    emu_ctx_t *ctx = opaque;
+    size_t pl = strlen(ctx->api_prefix);
+    if (strncmp(req->path, ctx->api_prefix, pl) != 0)
+        emu_resp_error(resp, 404, DV_E_SEGMENT, "Resource not found for the segment '%s'.", req->path);
+    else
+        emu_dv_handle(ctx, req, resp, req->path + pl);
+}
+
+static const emu_batch_ops_t dv_batch_ops = {
+    .root_path = "/api/data/v9.2/",
+    .begin = dv_batch_begin,
+    .commit = dv_batch_commit,
+    .rollback = dv_batch_rollback,
+    .dispatch = dv_batch_dispatch,
+};
+
 /* ---- dispatch -------------------------------------------------------------------------------- */
 
 void emu_dv_handle(emu_ctx_t *ctx, emu_req_t *req, emu_resp_t *resp, const char *rel)
@@ -1634,7 +1970,7 @@ void emu_dv_handle(emu_ctx_t *ctx, emu_req_t *req, emu_resp_t *resp, const char 
     emu_odata_path_t p;
     emu_odata_query_t q;
     dv_prefer_t pf;
-    dv_t d = {ctx, req, resp, NULL, NULL};
+    dv_t d = {ctx, req, resp, NULL, NULL, NULL};
     bool have_path = false, have_q = false;
     const char *m = req->method;
     bool get = strcmp(m, "GET") == 0, post = strcmp(m, "POST") == 0, patch = strcmp(m, "PATCH") == 0,
@@ -1663,7 +1999,14 @@ void emu_dv_handle(emu_ctx_t *ctx, emu_req_t *req, emu_resp_t *resp, const char 
                                            "OrganizationId", "00000000-0000-0000-0000-0000000000a1"));
         return;
     }
-    if (strcmp(rel, "$metadata") == 0 || strcmp(rel, "$batch") == 0) {
+    if (strcmp(rel, "$batch") == 0) {
+        if (!post)
+            emu_resp_error(resp, 405, DV_E_METHOD, "The method %s is not allowed on $batch.", m);
+        else
+            emu_batch_handle(&dv_batch_ops, ctx, req, EMU_BATCH_MAX_REQUESTS, DV_E_PAYLOAD, resp);
+        return;
+    }
+    if (strcmp(rel, "$metadata") == 0) {
         emu_resp_error(resp, 501, DV_E_NOTIMPL, "%s is not implemented by dw-emulator.", rel);
         return;
     }
@@ -1697,7 +2040,7 @@ void emu_dv_handle(emu_ctx_t *ctx, emu_req_t *req, emu_resp_t *resp, const char 
     dv_key_t k;
     if (p.has_key && !dv_key_from_path(d.t, &p, &k, resp))
         goto out;
-    d.pg = emu_store_acquire(ctx->store, errstr, sizeof(errstr));
+    d.pg = req->txn ? req->txn : emu_store_acquire(ctx->store, errstr, sizeof(errstr));
     if (!d.pg) {
         emu_resp_error(resp, 503, DV_E_UNEXPECTED, "The database is unavailable.");
         goto out;
@@ -1738,7 +2081,7 @@ void emu_dv_handle(emu_ctx_t *ctx, emu_req_t *req, emu_resp_t *resp, const char 
             emu_resp_error(resp, 405, DV_E_METHOD, "The method %s is not allowed on an entity set.", m);
     }
 out:
-    if (d.pg)
+    if (d.pg && !req->txn)
         emu_store_release(ctx->store, d.pg);
     if (have_q)
         emu_odata_query_clear(&q);

@@ -31,6 +31,12 @@ typedef struct {
 
 const char *emu_req_header(const emu_req_t *req, const char *name)
 {
+    if (!req->conn) {
+        for (size_t i = 0; i < req->nhdrs; i++)
+            if (strcasecmp(req->hdr_names[i], name) == 0)
+                return req->hdr_values[i];
+        return NULL;
+    }
     return MHD_lookup_connection_value((struct MHD_Connection *)req->conn, MHD_HEADER_KIND, name);
 }
 

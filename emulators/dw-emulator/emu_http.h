@@ -29,6 +29,13 @@ typedef struct emu_req_s {
     bool too_many_args;
     char client[128];    /* the authenticated client id ("" before auth) */
     char client_ip[64];
+    /* a $batch sub-request (conn NULL): its headers, borrowed */
+    char *const *hdr_names;
+    char *const *hdr_values;
+    size_t nhdrs;
+    /* non-NULL: run inside this open write transaction (a $batch change set; a dw_pg_t *) and
+     * neither begin, commit nor roll back: the batch executor does */
+    void *txn;
 } emu_req_t;
 
 typedef struct emu_resp_s {

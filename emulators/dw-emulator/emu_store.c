@@ -51,6 +51,11 @@ static const char *const emu_type_names[] = {"string", "integer", "decimal", "bo
 static const char *const emu_sql_types[] = {"text", "bigint", "numeric", "boolean", "date",
                                             "timestamptz", "integer", "uuid", "uuid"};
 
+const char *emu_col_sql_type(const emu_col_t *c)
+{
+    return emu_sql_types[c->type];
+}
+
 static void table_free(emu_table_t *t)
 {
     free(t->name);

@@ -93,6 +93,9 @@ dw_err_t emu_store_reset(emu_store_t *st, char *errstr, size_t errstr_size);
 dw_err_t emu_store_drop_column(emu_store_t *st, const char *table, const char *column,
                                char *errstr, size_t errstr_size);
 
+/* The PostgreSQL type of a column ("text", "uuid", ...; static storage). */
+const char *emu_col_sql_type(const emu_col_t *c);
+
 /* Append "\"ident\"" to buf (ident must satisfy emu_odata_is_ident and be lower-case-safe). */
 void emu_sql_ident(char *buf, size_t size, const char *ident);
 

@@ -20,8 +20,11 @@
 #include "emu_auth.h"
 #include "emu_ctx.h"
 #include "emu_dv.h"
+#include "emu_fo.h"
+#include "emu_fo_events.h"
 #include "emu_http.h"
 #include "emu_limits.h"
+#include "emu_seed.h"
 #include "emu_store.h"
 
 static const dw_conf_def_t emu_defs[] = {
@@ -51,6 +54,20 @@ static const dw_conf_def_t emu_defs[] = {
      "lifetime of issued access tokens in seconds"},
     {"emulator.pool_size", DW_CONF_INT, "16", 1, 256, NULL, 0, NULL,
      "PostgreSQL connections the emulator may open"},
+    {"emulator.fo.company", DW_CONF_STR, "usmf", 0, 0, NULL, 0, NULL,
+     "F&O: the default company (dataAreaId) of requests without cross-company=true"},
+    {"emulator.fo.page_size", DW_CONF_INT, "10000", 1, 10000, NULL, 0, NULL,
+     "F&O: rows per page when the client sets no odata.maxpagesize (F&O: 10000)"},
+    {"emulator.fo.event_endpoints", DW_CONF_STR, NULL, 0, 0, NULL, 0, NULL,
+     "F&O: data events receivers, comma-separated http(s) URLs (unset: events stay in the outbox)"},
+    {"emulator.fo.event_auth_header", DW_CONF_STR, NULL, 0, 0, NULL, DW_CONF_F_SECRET, NULL,
+     "F&O: header sent with every data event, \"Name: value\" (e.g. \"Authorization: Bearer s3cret\")"},
+    {"emulator.fo.event_retry_initial_ms", DW_CONF_INT, "200", 1, 600000, NULL, 0, NULL,
+     "F&O: first delay before a failed data event is sent again (doubles up to the maximum)"},
+    {"emulator.fo.event_retry_max_ms", DW_CONF_INT, "30000", 1, 3600000, NULL, 0, NULL,
+     "F&O: longest delay between two attempts to send a data event"},
+    {"emulator.fo.event_timeout_ms", DW_CONF_INT, "10000", 100, 600000, NULL, 0, NULL,
+     "F&O: timeout of one data event POST"},
     DW_CONF_END,
 };
 
@@ -115,9 +132,13 @@ static void emu_route(void *opaque, emu_req_t *req, emu_resp_t *resp)
             if (emu_limits_enter(ctx->limits, req->client, resp)) {
                 if (strcmp(ctx->system, "dv") == 0)
                     emu_dv_handle(ctx, req, resp, rel);
+                else
+                    emu_fo_handle(ctx, req, resp, rel);
                 clock_gettime(CLOCK_MONOTONIC, &t1);
                 long long ms = (t1.tv_sec - t0.tv_sec) * 1000LL + (t1.tv_nsec - t0.tv_nsec) / 1000000;
                 emu_limits_leave(ctx->limits, req->client, ms);
+            } else if (strcmp(ctx->system, "fo") == 0) {
+                emu_fo_throttled(resp);
             }
         }
     } else {
@@ -128,6 +149,8 @@ static void emu_route(void *opaque, emu_req_t *req, emu_resp_t *resp)
 
 int main(int argc, char **argv)
 {
+    if (argc > 1 && strcmp(argv[1], "seed") == 0)
+        return emu_seed_main(argc - 1, argv + 1);
     int rc = DW_EXIT_FAILURE;
     dw_conf_t *conf = NULL;
     emu_ctx_t ctx;
@@ -169,8 +192,7 @@ int main(int argc, char **argv)
     if (rc != DW_CLI_CONTINUE)
         goto out;
     if (argi < argc) {
-        rc = dw_cli_usage_error(cli, &spec, "unexpected argument '%s'%s", argv[argi],
-                                strcmp(argv[argi], "seed") == 0 ? " (seed is not implemented yet)" : "");
+        rc = dw_cli_usage_error(cli, &spec, "unexpected argument '%s'", argv[argi]);
         goto out;
     }
     rc = dw_cli_load(cli, NULL, &conf);
@@ -197,11 +219,6 @@ int main(int argc, char **argv)
         goto out;
     }
     const char *dsn = dw_conf_get_str(conf, "pg.dsn");
-    if (strcmp(system, "dv") != 0) {
-        fprintf(stderr, "dw-emulator: --system %s is not implemented yet\n", system);
-        rc = DW_EXIT_USAGE;
-        goto out;
-    }
     if (!dsn) {
         fprintf(stderr, "dw-emulator: pg.dsn is not set (--pg, config file, DW_PG_DSN or -X pg.dsn=...)\n");
         rc = DW_EXIT_USAGE;
@@ -222,8 +239,10 @@ int main(int argc, char **argv)
         goto out;
     }
     ctx.system = system;
-    ctx.api_prefix = "/api/data/v9.2/";
-    ctx.max_page_size = (int)dw_conf_get_int(conf, "emulator.page_size");
+    bool fo = strcmp(system, "fo") == 0;
+    ctx.api_prefix = fo ? "/data/" : "/api/data/v9.2/";
+    ctx.max_page_size = (int)dw_conf_get_int(conf, fo ? "emulator.fo.page_size" : "emulator.page_size");
+    ctx.fo_company = dw_conf_get_str(conf, "emulator.fo.company");
     ctx.change_retention_s = dw_conf_get_int(conf, "emulator.change_retention_s");
     ctx.admin_secret = dw_conf_get_str(conf, "emulator.admin_secret");
     const char *pub = dw_conf_get_str(conf, "emulator.public_url");
@@ -246,6 +265,21 @@ int main(int argc, char **argv)
     if (!ctx.store) {
         fprintf(stderr, "dw-emulator: %s\n", errstr);
         goto fail;
+    }
+    if (fo) {
+        emu_fo_events_conf_t ec = {
+            .endpoints = dw_conf_get_str(conf, "emulator.fo.event_endpoints"),
+            .auth_header = dw_conf_get_str(conf, "emulator.fo.event_auth_header"),
+            .retry_initial_ms = (int)dw_conf_get_int(conf, "emulator.fo.event_retry_initial_ms"),
+            .retry_max_ms = (int)dw_conf_get_int(conf, "emulator.fo.event_retry_max_ms"),
+            .timeout_ms = (int)dw_conf_get_int(conf, "emulator.fo.event_timeout_ms"),
+        };
+        if (emu_fo_init(&ctx, errstr, sizeof(errstr)) ||
+            !(ctx.fo_events = emu_fo_events_new(ctx.store, &ec, errstr, sizeof(errstr))) ||
+            emu_fo_events_start(ctx.fo_events, errstr, sizeof(errstr))) {
+            fprintf(stderr, "dw-emulator: %s\n", errstr);
+            goto fail;
+        }
     }
     char resource[320];
     snprintf(resource, sizeof(resource), "%s/", root);
@@ -275,6 +309,7 @@ fail:
     rc = DW_EXIT_FAILURE;
 cleanup:
     emu_http_stop(http);
+    emu_fo_events_destroy(ctx.fo_events);
     emu_store_close(ctx.store);
     emu_auth_destroy(ctx.auth);
     emu_limits_destroy(ctx.limits);

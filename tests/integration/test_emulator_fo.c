@@ -1,0 +1,882 @@
+/*
+ * Integration tests of dw-emulator --system fo against the real PostgreSQL (DW_PG_DSN): each test
+ * starts the emulator as a child process (posix_spawn) on a free loopback port with its own
+ * schema, talks HTTP with libcurl and drops the schema at the end. Data events are received by a
+ * small libmicrohttpd server inside this process that records every POST it accepts and can be
+ * told to answer 503. Expected shapes follow Microsoft Learn ("Open Data Protocol (OData)" for
+ * finance and operations, "Data events", RemoteExecutionContext).
+ */
+#include <arpa/inet.h>
+#include <criterion/criterion.h>
+#include <curl/curl.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <libpq-fe.h>
+#include <microhttpd.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "dw_testutil.h"
+
+extern char **environ;
+
+#define ADMIN "test-admin-secret"
+#define EVENT_SECRET "event-shared-secret"
+
+static pid_t emu_pid = -1;
+static int emu_port;
+static char emu_schema[128];
+static char emu_token[128];
+static char base[256];
+
+typedef struct {
+    long status;
+    char *body;
+    size_t len;
+    char headers[8192];
+    json_t *json;
+} resp_t;
+
+static size_t on_body(char *p, size_t s, size_t n, void *ud)
+{
+    resp_t *r = ud;
+    char *nb = realloc(r->body, r->len + s * n + 1);
+    if (!nb)
+        return 0;
+    r->body = nb;
+    memcpy(r->body + r->len, p, s * n);
+    r->len += s * n;
+    r->body[r->len] = '\0';
+    return s * n;
+}
+
+static size_t on_header(char *p, size_t s, size_t n, void *ud)
+{
+    resp_t *r = ud;
+    size_t l = strlen(r->headers);
+    if (l + s * n + 1 < sizeof(r->headers)) {
+        memcpy(r->headers + l, p, s * n);
+        r->headers[l + s * n] = '\0';
+    }
+    return s * n;
+}
+
+static void resp_free(resp_t *r)
+{
+    free(r->body);
+    json_decref(r->json);
+    memset(r, 0, sizeof(*r));
+}
+
+/* The value of response header name (case-insensitive), copied into out; "" when absent. */
+static const char *hdr(const resp_t *r, const char *name, char *out, size_t size)
+{
+    out[0] = '\0';
+    size_t nl = strlen(name);
+    for (const char *p = r->headers; p && *p;) {
+        const char *e = strstr(p, "\r\n");
+        if (!e)
+            break;
+        if ((size_t)(e - p) > nl && strncasecmp(p, name, nl) == 0 && p[nl] == ':') {
+            const char *v = p + nl + 1;
+            while (*v == ' ')
+                v++;
+            snprintf(out, size, "%.*s", (int)(e - v), v);
+        }
+        p = e + 2;
+    }
+    return out;
+}
+
+/* One request; path relative to the service root unless it starts with '/' or "http". */
+static void req(resp_t *r, const char *method, const char *path, const char *body,
+                const char *const *headers)
+{
+    memset(r, 0, sizeof(*r));
+    CURL *c = curl_easy_init();
+    char url[8192];
+    if (strncmp(path, "http", 4) == 0)
+        snprintf(url, sizeof(url), "%s", path);
+    else if (path[0] == '/')
+        snprintf(url, sizeof(url), "http://127.0.0.1:%d%s", emu_port, path);
+    else
+        snprintf(url, sizeof(url), "%s%s", base, path);
+    for (char *sp = strchr(url, ' '); sp; sp = strchr(url, ' ')) {
+        size_t at = (size_t)(sp - url), len = strlen(url);
+        if (len + 3 >= sizeof(url))
+            break;
+        memmove(sp + 3, sp + 1, len - at);
+        memcpy(sp, "%20", 3);
+    }
+    struct curl_slist *hl = NULL;
+    char auth[256];
+    snprintf(auth, sizeof(auth), "Authorization: Bearer %s", emu_token);
+    bool has_auth = false, has_ct = false;
+    for (int i = 0; headers && headers[i]; i++) {
+        hl = curl_slist_append(hl, headers[i]);
+        if (strncasecmp(headers[i], "Authorization:", 14) == 0)
+            has_auth = true;
+        if (strncasecmp(headers[i], "Content-Type:", 13) == 0)
+            has_ct = true;
+    }
+    if (!has_auth && emu_token[0])
+        hl = curl_slist_append(hl, auth);
+    if (!has_ct && body)
+        hl = curl_slist_append(hl, "Content-Type: application/json");
+    hl = curl_slist_append(hl, "OData-MaxVersion: 4.0");
+    hl = curl_slist_append(hl, "OData-Version: 4.0");
+    hl = curl_slist_append(hl, "Expect:");
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, hl);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, r);
+    curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
+    curl_easy_setopt(c, CURLOPT_HEADERDATA, r);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT, 30L);
+    curl_easy_setopt(c, CURLOPT_PATH_AS_IS, 1L);
+    if (body) {
+        curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
+        curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE, (long)strlen(body));
+    }
+    CURLcode cc = curl_easy_perform(c);
+    if (cc == CURLE_OK)
+        curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &r->status);
+    curl_slist_free_all(hl);
+    curl_easy_cleanup(c);
+    if (r->body && r->len)
+        r->json = json_loads(r->body, 0, NULL);
+}
+
+static const char *err_msg(const resp_t *r)
+{
+    const char *m = json_string_value(json_object_get(json_object_get(r->json, "error"), "message"));
+    return m ? m : "";
+}
+
+static void get_token(void)
+{
+    resp_t r;
+    emu_token[0] = '\0';
+    const char *h[] = {"Content-Type: application/x-www-form-urlencoded", NULL};
+    req(&r, "POST", "/contoso.onmicrosoft.com/oauth2/v2.0/token",
+        "client_id=dwfleet&client_secret=dwfleet-local-secret&grant_type=client_credentials&scope=https%3A%2F%2Forg.crm.dynamics.com%2F.default",
+        h);
+    cr_assert_eq(r.status, 200, "token: %ld %s", r.status, r.body);
+    snprintf(emu_token, sizeof(emu_token), "%s", json_string_value(json_object_get(r.json, "access_token")));
+    resp_free(&r);
+}
+
+static int free_port(void)
+{
+    int s = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a;
+    memset(&a, 0, sizeof(a));
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    bind(s, (struct sockaddr *)&a, sizeof(a));
+    socklen_t l = sizeof(a);
+    getsockname(s, (struct sockaddr *)&a, &l);
+    close(s);
+    return ntohs(a.sin_port);
+}
+
+
+/* ---- the data events receiver ----------------------------------------------------------------- */
+
+#define RX_MAX 256
+
+static struct {
+    struct MHD_Daemon *d;
+    int port;
+    pthread_mutex_t mu;
+    json_t *events[RX_MAX]; /* accepted POSTs, in arrival order */
+    int n;
+    int refused;            /* POSTs answered 503 */
+    int fail;               /* answer 503 while set */
+    int bad_auth;           /* POSTs without the shared secret */
+} rx = {.mu = PTHREAD_MUTEX_INITIALIZER};
+
+typedef struct {
+    char *buf;
+    size_t len;
+} rx_body_t;
+
+static enum MHD_Result rx_handler(void *cls, struct MHD_Connection *c, const char *url,
+                                  const char *method, const char *version, const char *data,
+                                  size_t *size, void **state)
+{
+    (void)cls;
+    (void)url;
+    (void)version;
+    rx_body_t *b = *state;
+    if (!b) {
+        *state = calloc(1, sizeof(rx_body_t));
+        return *state ? MHD_YES : MHD_NO;
+    }
+    if (*size) {
+        char *nb = realloc(b->buf, b->len + *size + 1);
+        if (!nb)
+            return MHD_NO;
+        b->buf = nb;
+        memcpy(b->buf + b->len, data, *size);
+        b->len += *size;
+        b->buf[b->len] = '\0';
+        *size = 0;
+        return MHD_YES;
+    }
+    unsigned status = 200;
+    const char *auth = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "X-Event-Secret");
+    pthread_mutex_lock(&rx.mu);
+    if (strcmp(method, "POST") != 0) {
+        status = 405;
+    } else if (rx.fail) {
+        rx.refused++;
+        status = 503;
+    } else {
+        if (!auth || strcmp(auth, EVENT_SECRET) != 0)
+            rx.bad_auth++;
+        json_t *j = b->buf ? json_loads(b->buf, 0, NULL) : NULL;
+        if (j && rx.n < RX_MAX)
+            rx.events[rx.n++] = j;
+        else
+            json_decref(j);
+    }
+    pthread_mutex_unlock(&rx.mu);
+    struct MHD_Response *r = MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
+    enum MHD_Result ret = MHD_queue_response(c, status, r);
+    MHD_destroy_response(r);
+    return ret;
+}
+
+static void rx_done(void *cls, struct MHD_Connection *c, void **state, enum MHD_RequestTerminationCode t)
+{
+    (void)cls;
+    (void)c;
+    (void)t;
+    rx_body_t *b = *state;
+    if (b) {
+        free(b->buf);
+        free(b);
+    }
+    *state = NULL;
+}
+
+static void rx_start(void)
+{
+    rx.port = free_port();
+    rx.n = rx.refused = rx.fail = rx.bad_auth = 0;
+    struct sockaddr_in sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons((uint16_t)rx.port);
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    rx.d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION,
+                            (uint16_t)rx.port, NULL, NULL, rx_handler, NULL, MHD_OPTION_SOCK_ADDR, &sa,
+                            MHD_OPTION_NOTIFY_COMPLETED, rx_done, NULL, MHD_OPTION_END);
+    cr_assert(rx.d, "could not start the event receiver");
+}
+
+static void rx_stop(void)
+{
+    if (rx.d)
+        MHD_stop_daemon(rx.d);
+    rx.d = NULL;
+    for (int i = 0; i < rx.n; i++)
+        json_decref(rx.events[i]);
+    rx.n = 0;
+}
+
+static void rx_set_fail(int on)
+{
+    pthread_mutex_lock(&rx.mu);
+    rx.fail = on;
+    pthread_mutex_unlock(&rx.mu);
+}
+
+/* Wait until at least n events were accepted (at most ms milliseconds); returns the count. */
+static int rx_wait(int n, int ms)
+{
+    int got = 0;
+    for (int waited = 0; waited <= ms; waited += 20) {
+        pthread_mutex_lock(&rx.mu);
+        got = rx.n;
+        pthread_mutex_unlock(&rx.mu);
+        if (got >= n)
+            break;
+        usleep(20000);
+    }
+    return got;
+}
+
+/* The value of key in a RemoteExecutionContext key/value list. */
+static json_t *kv_get(json_t *list, const char *key)
+{
+    for (size_t i = 0; i < json_array_size(list); i++) {
+        json_t *e = json_array_get(list, i);
+        const char *k = json_string_value(json_object_get(e, "key"));
+        if (k && strcmp(k, key) == 0)
+            return json_object_get(e, "value");
+    }
+    return NULL;
+}
+
+static json_t *ev_target(json_t *ev)
+{
+    return kv_get(json_object_get(ev, "InputParameters"), "Target");
+}
+
+static json_t *ev_pre(json_t *ev)
+{
+    return kv_get(json_object_get(ev, "PreEntityImages"), "PreImage");
+}
+
+static json_t *attr(json_t *entity, const char *name)
+{
+    return kv_get(json_object_get(entity, "Attributes"), name);
+}
+
+/* ---- the emulator ----------------------------------------------------------------------------- */
+
+static void start_emulator_with(const char *limits, const char *events_url)
+{
+    const char *dsn = getenv("DW_PG_DSN");
+    cr_assert(dsn, "DW_PG_DSN is not set (eval \"$(scripts/services.sh env)\")");
+    emu_port = free_port();
+    snprintf(emu_schema, sizeof(emu_schema), "%s", dw_test_unique("emu_fo"));
+    char listen[64], schema[160], lim[128], log[256], evu[300];
+    snprintf(listen, sizeof(listen), "127.0.0.1:%d", emu_port);
+    snprintf(schema, sizeof(schema), "%s", emu_schema);
+    snprintf(lim, sizeof(lim), "%s", limits ? limits : "off");
+    snprintf(log, sizeof(log), "/tmp/%s.log", emu_schema);
+    snprintf(evu, sizeof(evu), "emulator.fo.event_endpoints=%s", events_url ? events_url : "");
+    const char *argv[] = {"dw-emulator", "--system", "fo", "--listen", listen, "--pg", dsn,
+                          "--schema", schema, "--limits", lim, "-X", "emulator.admin_secret=" ADMIN,
+                          "-X", "emulator.max_body_bytes=65536", "-X", "emulator.fo.company=usmf",
+                          "-X", evu, "-X", "emulator.fo.event_auth_header=X-Event-Secret: " EVENT_SECRET,
+                          "-X", "emulator.fo.event_retry_initial_ms=50", "-X",
+                          "emulator.fo.event_retry_max_ms=200", NULL};
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_addopen(&fa, 1, log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    posix_spawn_file_actions_adddup2(&fa, 1, 2);
+    int e = posix_spawn(&emu_pid, DW_BIN_DIR "/dw-emulator", &fa, NULL, (char *const *)argv, environ);
+    posix_spawn_file_actions_destroy(&fa);
+    cr_assert_eq(e, 0, "spawn dw-emulator: %s", strerror(e));
+    snprintf(base, sizeof(base), "http://127.0.0.1:%d/data/", emu_port);
+    for (int i = 0; i < 200; i++) {
+        resp_t r;
+        req(&r, "GET", "/data/", NULL, NULL);
+        long st = r.status;
+        resp_free(&r);
+        if (st == 401)
+            break;
+        int status;
+        cr_assert_eq(waitpid(emu_pid, &status, WNOHANG), 0, "dw-emulator exited early, see %s", log);
+        usleep(50000);
+    }
+    get_token();
+}
+
+static void stop_emulator(void)
+{
+    if (emu_pid > 0) {
+        kill(emu_pid, SIGTERM);
+        int status = 0;
+        waitpid(emu_pid, &status, 0);
+        emu_pid = -1;
+        cr_expect(WIFEXITED(status) && WEXITSTATUS(status) == 0, "dw-emulator did not exit cleanly");
+    }
+    rx_stop();
+    PGconn *c = PQconnectdb(getenv("DW_PG_DSN"));
+    if (PQstatus(c) == CONNECTION_OK) {
+        char *id = PQescapeIdentifier(c, emu_schema, strlen(emu_schema));
+        char sql[300];
+        snprintf(sql, sizeof(sql), "DROP SCHEMA IF EXISTS %s CASCADE", id);
+        PQclear(PQexec(c, "SET client_min_messages TO warning"));
+        PQclear(PQexec(c, sql));
+        PQfreemem(id);
+    }
+    PQfinish(c);
+    char log[256];
+    snprintf(log, sizeof(log), "/tmp/%s.log", emu_schema);
+    unlink(log);
+}
+
+static void setup(void)
+{
+    rx_start();
+    char url[128];
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d/events", rx.port);
+    start_emulator_with(NULL, url);
+}
+
+TestSuite(emulator_fo, .init = setup, .fini = stop_emulator, .timeout = 60);
+
+static const char *const ADMIN_H[] = {"Authorization: Bearer " ADMIN, NULL};
+
+static json_t *admin_events(void)
+{
+    resp_t r;
+    req(&r, "GET", "/_admin/events", NULL, ADMIN_H);
+    cr_assert_eq(r.status, 200, "%ld %s", r.status, r.body);
+    json_t *j = json_incref(r.json);
+    resp_free(&r);
+    return j;
+}
+
+static long long outbox_rows(void)
+{
+    json_t *j = admin_events();
+    long long n = json_integer_value(json_object_get(j, "outbox_rows"));
+    json_decref(j);
+    return n;
+}
+
+/* POST a customer; expect status. */
+static void make_customer(const char *account, const char *company, const char *group, long expect)
+{
+    resp_t r;
+    char body[1024];
+    snprintf(body, sizeof(body),
+             "{%s%s%s\"CustomerAccount\":\"%s\",\"PartyType\":\"Organization\",\"CustomerGroupId\":\"%s\","
+             "\"SalesCurrencyCode\":\"USD\",\"OrganizationName\":\"Org %s\",\"OnHoldStatus\":\"No\",\"CreditLimit\":100}",
+             company ? "\"dataAreaId\":\"" : "", company ? company : "", company ? "\"," : "", account,
+             group, account);
+    req(&r, "POST", "CustomersV3", body, NULL);
+    cr_assert_eq(r.status, expect, "create %s: %ld %s", account, r.status, r.body);
+    resp_free(&r);
+}
+
+Test(emulator_fo, auth_service_document_and_metadata)
+{
+    resp_t r;
+    char v[512];
+    const char *bad[] = {"Authorization: Bearer not-a-token", NULL};
+    req(&r, "GET", "CustomersV3", NULL, bad);
+    cr_assert_eq(r.status, 401);
+    cr_assert(strstr(hdr(&r, "WWW-Authenticate", v, sizeof(v)), "Bearer") == v);
+    resp_free(&r);
+    req(&r, "GET", "", NULL, NULL);
+    cr_assert_eq(r.status, 200, "%ld %s", r.status, r.body);
+    cr_assert_str_eq(hdr(&r, "OData-Version", v, sizeof(v)), "4.0");
+    bool found = false;
+    json_t *val = json_object_get(r.json, "value");
+    for (size_t i = 0; i < json_array_size(val); i++)
+        if (strcmp(json_string_value(json_object_get(json_array_get(val, i), "name")), "CustomersV3") == 0)
+            found = true;
+    cr_assert(found, "CustomersV3 in the service document");
+    resp_free(&r);
+    req(&r, "GET", "$metadata", NULL, NULL);
+    cr_assert_eq(r.status, 200);
+    cr_assert(strstr(hdr(&r, "Content-Type", v, sizeof(v)), "application/xml"));
+    cr_assert(strstr(r.body, "<EntitySet Name=\"CustomersV3\" EntityType=\"Microsoft.Dynamics.DataEntities.CustomerV3\"/>"));
+    cr_assert(strstr(r.body, "<PropertyRef Name=\"dataAreaId\"/><PropertyRef Name=\"CustomerAccount\"/>"));
+    cr_assert(strstr(r.body, "<EnumType Name=\"NoYes\">"));
+    cr_assert(strstr(r.body, "Type=\"Microsoft.Dynamics.DataEntities.CustVendorBlocked\""));
+    resp_free(&r);
+}
+
+Test(emulator_fo, create_read_by_full_key_and_companies)
+{
+    resp_t r;
+    char v[1024];
+    make_customer("O'Neil", NULL, "10", 201);
+    make_customer("US-002", "USRT", "20", 201); /* dataAreaId is case-insensitive, stored lower-case */
+    req(&r, "GET", "CustomersV3(dataAreaId='usmf',CustomerAccount='O''Neil')", NULL, NULL);
+    cr_assert_eq(r.status, 200, "%ld %s", r.status, r.body);
+    cr_assert_str_eq(json_string_value(json_object_get(r.json, "CustomerAccount")), "O'Neil");
+    cr_assert_str_eq(json_string_value(json_object_get(r.json, "dataAreaId")), "usmf");
+    cr_assert_str_eq(json_string_value(json_object_get(r.json, "OnHoldStatus")), "No", "enums as member names");
+    cr_assert(strstr(json_string_value(json_object_get(r.json, "@odata.context")), "$metadata#CustomersV3/$entity"));
+    const char *etag = json_string_value(json_object_get(r.json, "@odata.etag"));
+    cr_assert(etag && strncmp(etag, "W/\"", 3) == 0);
+    long long v1 = strtoll(etag + 3, NULL, 10);
+    resp_free(&r);
+    /* default company only */
+    req(&r, "GET", "CustomersV3?$select=CustomerAccount,dataAreaId", NULL, NULL);
+    cr_assert_eq(r.status, 200);
+    cr_assert_eq(json_array_size(json_object_get(r.json, "value")), 1);
+    resp_free(&r);
+    req(&r, "GET", "CustomersV3(dataAreaId='usrt',CustomerAccount='US-002')", NULL, NULL);
+    cr_assert_eq(r.status, 404, "another company needs cross-company=true: %ld", r.status);
+    resp_free(&r);
+    req(&r, "GET", "CustomersV3(dataAreaId='usrt',CustomerAccount='US-002')?cross-company=true", NULL, NULL);
+    cr_assert_eq(r.status, 200, "%ld %s", r.status, r.body);
+    resp_free(&r);
+    req(&r, "GET", "CustomersV3?cross-company=true&$count=true", NULL, NULL);
+    cr_assert_eq(json_integer_value(json_object_get(r.json, "@odata.count")), 2);
+    resp_free(&r);
+    req(&r, "GET", "CustomersV3?$filter=dataAreaId eq 'usrt'&cross-company=true", NULL, NULL);
+    cr_assert_eq(json_array_size(json_object_get(r.json, "value")), 1);
+    cr_assert_str_eq(json_string_value(json_object_get(json_array_get(json_object_get(r.json, "value"), 0), "CustomerAccount")), "US-002");
+    resp_free(&r);
+    /* update: 204, the row version grows */
+    req(&r, "PATCH", "CustomersV3(dataAreaId='usmf',CustomerAccount='O''Neil')", "{\"CreditLimit\":2500.5,\"OnHoldStatus\":\"All\"}", NULL);
+    cr_assert_eq(r.status, 204, "%ld %s", r.status, r.body);
+    long long v2 = strtoll(hdr(&r, "ETag", v, sizeof(v)) + 3, NULL, 10);
+    cr_assert_gt(v2, v1, "row version must grow: %lld -> %lld", v1, v2);
+    resp_free(&r);
+    req(&r, "GET", "CustomersV3(dataAreaId='usmf',CustomerAccount='O''Neil')?$select=CreditLimit,OnHoldStatus", NULL, NULL);
+    cr_assert_eq(json_real_value(json_object_get(r.json, "CreditLimit")), 2500.5);
+    cr_assert_str_eq(json_string_value(json_object_get(r.json, "OnHoldStatus")), "All");
+    cr_assert_null(json_object_get(r.json, "OrganizationName"));
+    resp_free(&r);
+    /* If-Match with a stale ETag */
+    char im[64];
+    snprintf(im, sizeof(im), "If-Match: W/\"%lld\"", v1);
+    const char *h[] = {im, NULL};
+    req(&r, "PATCH", "CustomersV3(dataAreaId='usmf',CustomerAccount='O''Neil')", "{\"CreditLimit\":1}", h);
+    cr_assert_eq(r.status, 412, "%ld", r.status);
+    resp_free(&r);
+    /* Location of a create names the full key */
+    req(&r, "POST", "CustomersV3", "{\"CustomerAccount\":\"A B\",\"PartyType\":\"Person\",\"CustomerGroupId\":\"10\",\"SalesCurrencyCode\":\"EUR\"}", NULL);
+    cr_assert_eq(r.status, 201, "%ld %s", r.status, r.body);
+    cr_assert(strstr(hdr(&r, "Location", v, sizeof(v)), "CustomersV3(dataAreaId='usmf',CustomerAccount='A%20B')"), "%s", v);
+    cr_assert(json_string_value(json_object_get(r.json, "PartyNumber")), "number sequence filled");
+    resp_free(&r);
+    req(&r, "DELETE", "CustomersV3(dataAreaId='usmf',CustomerAccount='A B')", NULL, NULL);
+    cr_assert_eq(r.status, 204);
+    resp_free(&r);
+    req(&r, "DELETE", "CustomersV3(dataAreaId='usmf',CustomerAccount='A B')", NULL, NULL);
+    cr_assert_eq(r.status, 404);
+    resp_free(&r);
+}
+
+Test(emulator_fo, query_options_enum_literals_and_paging)
+{
+    resp_t r;
+    char v[512];
+    const char *groups[] = {"10", "20", "10", "30", "10"};
+    for (int i = 0; i < 5; i++) {
+        char acc[32];
+        snprintf(acc, sizeof(acc), "C-%03d", i);
+        make_customer(acc, NULL, groups[i], 201);
+    }
+    req(&r, "PATCH", "CustomersV3(dataAreaId='usmf',CustomerAccount='C-003')", "{\"OnHoldStatus\":\"All\"}", NULL);
+    cr_assert_eq(r.status, 204);
+    resp_free(&r);
+    req(&r, "GET", "CustomersV3?$filter=OnHoldStatus eq Microsoft.Dynamics.DataEntities.CustVendorBlocked'All'&$select=CustomerAccount", NULL, NULL);
+    cr_assert_eq(r.status, 200, "%ld %s", r.status, r.body);
+    cr_assert_eq(json_array_size(json_object_get(r.json, "value")), 1);
+    cr_assert_str_eq(json_string_value(json_object_get(json_array_get(json_object_get(r.json, "value"), 0), "CustomerAccount")), "C-003");
+    resp_free(&r);
+    req(&r, "GET", "CustomersV3?$filter=OnHoldStatus eq Microsoft.Dynamics.DataEntities.CustVendorBlocked'Maybe'", NULL, NULL);
+    cr_assert_eq(r.status, 400, "unknown enum member: %ld", r.status);
+    resp_free(&r);
+    req(&r, "GET", "CustomersV3?$filter=OnHoldStatus eq Microsoft.Dynamics.DataEntities.NoYes'Yes'", NULL, NULL);
+    cr_assert_eq(r.status, 400, "wrong enum type: %ld", r.status);
+    resp_free(&r);
+    req(&r, "GET", "CustomersV3?$filter=CustomerGroupId eq '10'&$count=true&$orderby=CustomerAccount desc&$top=2&$select=CustomerAccount", NULL, NULL);
+    cr_assert_eq(r.status, 200, "%ld %s", r.status, r.body);
+    cr_assert_eq(json_integer_value(json_object_get(r.json, "@odata.count")), 3);
+    json_t *val = json_object_get(r.json, "value");
+    cr_assert_eq(json_array_size(val), 2);
+    cr_assert_str_eq(json_string_value(json_object_get(json_array_get(val, 0), "CustomerAccount")), "C-004");
+    cr_assert_str_eq(json_string_value(json_object_get(json_array_get(val, 1), "CustomerAccount")), "C-002");
+    resp_free(&r);
+    req(&r, "GET", "CustomersV3?$skip=3&$top=1&$select=CustomerAccount", NULL, NULL);
+    cr_assert_str_eq(json_string_value(json_object_get(json_array_get(json_object_get(r.json, "value"), 0), "CustomerAccount")), "C-003");
+    resp_free(&r);
+    req(&r, "GET", "CustomersV3/$count", NULL, NULL);
+    cr_assert_eq(r.status, 200);
+    cr_assert_str_eq(r.body, "5");
+    resp_free(&r);
+    /* server-driven paging: odata.maxpagesize=2 over 5 rows = 3 pages, in key order */
+    const char *pref[] = {"Prefer: odata.maxpagesize=2", NULL};
+    char next[2048];
+    snprintf(next, sizeof(next), "CustomersV3?$select=CustomerAccount");
+    int pages = 0, rows = 0;
+    char seen[8][16];
+    while (next[0] && pages < 10) {
+        req(&r, "GET", next, NULL, pref);
+        cr_assert_eq(r.status, 200, "%ld %s", r.status, r.body);
+        if (pages == 0)
+            cr_assert_str_eq(hdr(&r, "Preference-Applied", v, sizeof(v)), "odata.maxpagesize=2");
+        val = json_object_get(r.json, "value");
+        for (size_t i = 0; i < json_array_size(val) && rows < 8; i++)
+            snprintf(seen[rows++], 16, "%s", json_string_value(json_object_get(json_array_get(val, i), "CustomerAccount")));
+        const char *nl = json_string_value(json_object_get(r.json, "@odata.nextLink"));
+        snprintf(next, sizeof(next), "%s", nl ? nl : "");
+        pages++;
+        resp_free(&r);
+    }
+    cr_assert_eq(pages, 3);
+    cr_assert_eq(rows, 5);
+    for (int i = 0; i < 5; i++) {
+        char want[16];
+        snprintf(want, sizeof(want), "C-%03d", i);
+        cr_assert_str_eq(seen[i], want);
+    }
+    /* $top over pages: the last page stops at $top */
+    req(&r, "GET", "CustomersV3?$top=3", NULL, pref);
+    const char *nl = json_string_value(json_object_get(r.json, "@odata.nextLink"));
+    cr_assert(nl && strstr(nl, "$top=1") && strstr(nl, "$skip=2"), "%s", nl ? nl : "(none)");
+    resp_free(&r);
+}
+
+Test(emulator_fo, validation_and_bad_input_never_crash)
+{
+    resp_t r;
+    make_customer("V-1", NULL, "10", 201);
+    make_customer("V-1", NULL, "10", 400); /* the record already exists */
+    struct {
+        const char *method, *path, *body, *ctype;
+        long status;
+        const char *msg;
+    } cases[] = {
+        {"POST", "CustomersV3", "{\"CustomerAccount\":\"V-2\",\"PartyType\":\"Organization\",\"SalesCurrencyCode\":\"USD\"}", NULL, 400, "CustomerGroupId"},
+        {"POST", "CustomersV3", "{\"CustomerAccount\":\"V-2\",\"PartyType\":\"Organization\",\"CustomerGroupId\":\"10\",\"SalesCurrencyCode\":\"USDX\"}", NULL, 400, "SalesCurrencyCode"},
+        {"POST", "CustomersV3", "{\"CustomerAccount\":\"V-2\",\"PartyType\":\"Organization\",\"CustomerGroupId\":\"10\",\"SalesCurrencyCode\":\"USD\",\"OnHoldStatus\":\"Maybe\"}", NULL, 400, "CustVendorBlocked"},
+        {"POST", "CustomersV3", "{\"CustomerAccount\":\"V-2\",\"PartyType\":\"Organization\",\"CustomerGroupId\":\"10\",\"SalesCurrencyCode\":\"USD\",\"OnHoldStatus\":1}", NULL, 400, "OnHoldStatus"},
+        {"POST", "CustomersV3", "{\"CustomerAccount\":\"V-2\",\"Nope\":1}", NULL, 400, "Nope"},
+        {"POST", "CustomersV3", "{\"CustomerAccount\":\"V-2\",\"PartyType\":\"Organization\",\"CustomerGroupId\":\"10\",\"SalesCurrencyCode\":\"USD\",\"CreditLimit\":\"lots\"}", NULL, 400, "Edm.Decimal"},
+        {"POST", "CustomersV3", "{\"CustomerAccount\":", NULL, 400, "JSON"},
+        {"POST", "CustomersV3", "[1,2]", NULL, 400, "object"},
+        {"POST", "CustomersV3", "{\"CustomerAccount\":\"V-3\"}", "Content-Type: text/plain", 415, "content type"},
+        {"PATCH", "CustomersV3(dataAreaId='usmf',CustomerAccount='V-1')", "{\"CustomerAccount\":\"V-9\"}", NULL, 400, "cannot be changed"},
+        {"PATCH", "CustomersV3(dataAreaId='usmf',CustomerAccount='V-1')", "{\"CustomerGroupId\":null}", NULL, 400, "must be filled in"},
+        {"PATCH", "CustomersV3(dataAreaId='usmf',CustomerAccount='missing')", "{\"CreditLimit\":1}", NULL, 404, "No resource"},
+        {"GET", "NoSuchEntities", NULL, NULL, 404, "No HTTP resource"},
+        {"GET", "CustomersV3(dataAreaId='usmf',CustomerAccount='V-1)", NULL, NULL, 400, NULL},
+        {"GET", "CustomersV3(dataAreaId='usmf',CustomerAccount='')%20or%201%20eq%201')", NULL, NULL, 400, NULL},
+        {"GET", "CustomersV3(dataAreaId='usmf',CustomerAccount='x'') or 1 eq 1 or ''')", NULL, NULL, 404, NULL},
+        {"GET", "CustomersV3(CustomerAccount='V-1')", NULL, NULL, 400, "number of keys"},
+        {"GET", "CustomersV3(dataAreaId='usmf',Nope='V-1')", NULL, NULL, 400, "not a key property"},
+        {"GET", "CustomersV3(dataAreaId='usmf',CustomerAccount=5)", NULL, NULL, 400, NULL},
+        {"GET", "CustomersV3('V-1')", NULL, NULL, 400, NULL},
+        {"GET", "CustomersV3?$frobnicate=1", NULL, NULL, 400, "$frobnicate"},
+        {"GET", "CustomersV3?$top=-1", NULL, NULL, 400, NULL},
+        {"GET", "CustomersV3?$select=Nope", NULL, NULL, 400, "Nope"},
+        {"GET", "CustomersV3?$filter=(CustomerAccount eq 'x'", NULL, NULL, 400, "$filter"},
+        {"GET", "CustomersV3?$filter=Nope eq 1", NULL, NULL, 400, "Nope"},
+        {"GET", "CustomersV3?cross-company=maybe", NULL, NULL, 400, "cross-company"},
+        {"PUT", "CustomersV3", "{}", NULL, 405, NULL},
+        {"DELETE", "CustomersV3", NULL, NULL, 405, NULL},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        const char *h[] = {cases[i].ctype, NULL};
+        req(&r, cases[i].method, cases[i].path, cases[i].body, cases[i].ctype ? h : NULL);
+        cr_assert_eq(r.status, cases[i].status, "case %zu %s %s: %ld %s", i, cases[i].method, cases[i].path, r.status, r.body ? r.body : "");
+        if (cases[i].msg)
+            cr_assert(strstr(err_msg(&r), cases[i].msg), "case %zu: message '%s' lacks '%s'", i, err_msg(&r), cases[i].msg);
+        if (r.status >= 400 && r.status != 405)
+            cr_assert(json_is_object(json_object_get(json_object_get(r.json, "error"), "innererror")), "case %zu: F&O error shape", i);
+        resp_free(&r);
+    }
+    /* oversized body: 413, and the emulator still answers */
+    size_t big = 70000;
+    char *body = malloc(big + 64);
+    snprintf(body, 64, "{\"CustomerAccount\":\"");
+    memset(body + strlen(body), 'x', big);
+    snprintf(body + 20 + big, 40, "\"}");
+    req(&r, "POST", "CustomersV3", body, NULL);
+    cr_assert_eq(r.status, 413, "%ld", r.status);
+    resp_free(&r);
+    free(body);
+    req(&r, "GET", "CustomersV3(dataAreaId='usmf',CustomerAccount='V-1')", NULL, NULL);
+    cr_assert_eq(r.status, 200);
+    cr_assert_str_eq(json_string_value(json_object_get(r.json, "CustomerGroupId")), "10", "failed writes changed nothing");
+    resp_free(&r);
+}
+
+Test(emulator_fo, data_events_for_create_update_delete)
+{
+    resp_t r;
+    make_customer("E-1", NULL, "10", 201);
+    req(&r, "PATCH", "CustomersV3(dataAreaId='usmf',CustomerAccount='E-1')", "{\"CreditLimit\":750,\"OnHoldStatus\":\"Invoice\"}", NULL);
+    cr_assert_eq(r.status, 204);
+    resp_free(&r);
+    req(&r, "DELETE", "CustomersV3(dataAreaId='usmf',CustomerAccount='E-1')", NULL, NULL);
+    cr_assert_eq(r.status, 204);
+    resp_free(&r);
+    cr_assert_eq(rx_wait(3, 5000), 3, "three events delivered");
+    const char *msgs[] = {"Create", "Update", "Delete"};
+    const char *id = NULL;
+    for (int i = 0; i < 3; i++) {
+        json_t *ev = rx.events[i];
+        cr_assert_str_eq(json_string_value(json_object_get(ev, "MessageName")), msgs[i]);
+        cr_assert_str_eq(json_string_value(json_object_get(ev, "PrimaryEntityName")), "CustomerV3");
+        const char *pid = json_string_value(json_object_get(ev, "PrimaryEntityId"));
+        cr_assert(pid && strlen(pid) == 36);
+        if (!id)
+            id = pid;
+        cr_assert_str_eq(pid, id, "one record, one PrimaryEntityId");
+        cr_assert(json_string_value(json_object_get(ev, "CorrelationId")));
+    }
+    json_t *t0 = ev_target(rx.events[0]);
+    cr_assert_str_eq(json_string_value(attr(t0, "CustomerAccount")), "E-1");
+    cr_assert_str_eq(json_string_value(attr(t0, "dataAreaId")), "usmf");
+    cr_assert_str_eq(json_string_value(attr(t0, "OnHoldStatus")), "No");
+    cr_assert_str_eq(json_string_value(json_object_get(t0, "LogicalName")), "CustomerV3");
+    cr_assert_eq(json_array_size(json_object_get(rx.events[0], "PreEntityImages")), 0, "no pre-image on create");
+    json_t *t1 = ev_target(rx.events[1]), *p1 = ev_pre(rx.events[1]);
+    cr_assert_eq(json_number_value(attr(t1, "CreditLimit")), 750);
+    cr_assert_str_eq(json_string_value(attr(t1, "OnHoldStatus")), "Invoice");
+    cr_assert(p1, "update has a PreImage");
+    cr_assert_eq(json_number_value(attr(p1, "CreditLimit")), 100);
+    cr_assert_str_eq(json_string_value(attr(p1, "OnHoldStatus")), "No");
+    cr_assert_gt(strtoll(json_string_value(json_object_get(t1, "RowVersion")), NULL, 10),
+                 strtoll(json_string_value(json_object_get(p1, "RowVersion")), NULL, 10));
+    json_t *t2 = ev_target(rx.events[2]), *p2 = ev_pre(rx.events[2]);
+    cr_assert(strncmp(json_string_value(json_object_get(t2, "__type")), "EntityReference", 15) == 0);
+    cr_assert_str_eq(json_string_value(kv_get(json_object_get(t2, "KeyAttributes"), "CustomerAccount")), "E-1");
+    cr_assert(p2, "delete has a PreImage");
+    cr_assert_eq(json_number_value(attr(p2, "CreditLimit")), 750);
+    cr_assert_eq(rx.bad_auth, 0, "the shared-secret header is sent");
+    /* null dates are omitted, set dates are sent */
+    req(&r, "POST", "CDSSalesOrderHeaders", "{\"SalesOrderNumber\":\"SO-1\",\"OrderingCustomerAccountNumber\":\"E-1\",\"CurrencyCode\":\"USD\"}", NULL);
+    cr_assert_eq(r.status, 201, "%ld %s", r.status, r.body);
+    resp_free(&r);
+    req(&r, "PATCH", "CDSSalesOrderHeaders(dataAreaId='usmf',SalesOrderNumber='SO-1')", "{\"RequestedShippingDate\":\"2026-03-01\"}", NULL);
+    cr_assert_eq(r.status, 204, "%ld %s", r.status, r.body);
+    resp_free(&r);
+    cr_assert_eq(rx_wait(5, 5000), 5);
+    cr_assert_null(attr(ev_target(rx.events[3]), "RequestedShippingDate"), "a null date is omitted");
+    cr_assert(json_object_get(json_array_get(json_object_get(ev_target(rx.events[3]), "Attributes"), 0), "key"));
+    cr_assert_str_eq(json_string_value(attr(ev_target(rx.events[4]), "RequestedShippingDate")), "2026-03-01");
+    json_t *st = admin_events();
+    json_t *ep = json_array_get(json_object_get(st, "endpoints"), 0);
+    cr_assert_eq(json_integer_value(json_object_get(ep, "delivered")), 5);
+    cr_assert_eq(json_integer_value(json_object_get(ep, "pending")), 0);
+    json_decref(st);
+}
+
+Test(emulator_fo, receiver_down_loses_nothing_and_keeps_order)
+{
+    resp_t r;
+    rx_set_fail(1);
+    make_customer("D-1", NULL, "10", 201);
+    for (int i = 0; i < 4; i++) {
+        char body[64];
+        snprintf(body, sizeof(body), "{\"CreditLimit\":%d}", 1000 + i);
+        req(&r, "PATCH", "CustomersV3(dataAreaId='usmf',CustomerAccount='D-1')", body, NULL);
+        cr_assert_eq(r.status, 204);
+        resp_free(&r);
+    }
+    make_customer("D-2", NULL, "10", 201);
+    usleep(600000);
+    cr_assert_eq(rx_wait(1, 0), 0, "nothing accepted while the receiver answers 503");
+    pthread_mutex_lock(&rx.mu);
+    int refused = rx.refused;
+    pthread_mutex_unlock(&rx.mu);
+    cr_assert_geq(refused, 2, "the first event is retried (%d attempts)", refused);
+    json_t *st = admin_events();
+    json_t *ep = json_array_get(json_object_get(st, "endpoints"), 0);
+    cr_assert_eq(json_integer_value(json_object_get(ep, "pending")), 6);
+    cr_assert_eq(json_integer_value(json_object_get(ep, "delivered")), 0);
+    cr_assert_str_eq(json_string_value(json_object_get(ep, "last_error")), "HTTP 503");
+    json_decref(st);
+    rx_set_fail(0);
+    int got6 = rx_wait(6, 5000);
+    cr_assert_eq(got6, 6, "all six delivered after recovery (got %d, refused %d)", got6, rx.refused);
+    usleep(200000);
+    cr_assert_eq(rx_wait(7, 0), 6, "no duplicates");
+    cr_assert_str_eq(json_string_value(json_object_get(rx.events[0], "MessageName")), "Create");
+    for (int i = 1; i <= 4; i++) {
+        cr_assert_str_eq(json_string_value(json_object_get(rx.events[i], "MessageName")), "Update");
+        cr_assert_eq(json_number_value(attr(ev_target(rx.events[i]), "CreditLimit")), 1000 + i - 1, "commit order");
+    }
+    cr_assert_str_eq(json_string_value(attr(ev_target(rx.events[5]), "CustomerAccount")), "D-2");
+    st = admin_events();
+    ep = json_array_get(json_object_get(st, "endpoints"), 0);
+    cr_assert_eq(json_integer_value(json_object_get(ep, "pending")), 0);
+    cr_assert_eq(json_integer_value(json_object_get(ep, "delivered")), 6);
+    json_decref(st);
+}
+
+Test(emulator_fo, failed_writes_produce_no_event)
+{
+    resp_t r;
+    make_customer("F-1", NULL, "10", 201);
+    cr_assert_eq(outbox_rows(), 1);
+    make_customer("F-1", NULL, "10", 400);                       /* duplicate key: rolled back */
+    req(&r, "PATCH", "CustomersV3(dataAreaId='usmf',CustomerAccount='F-1')", "{\"OnHoldStatus\":\"Bogus\"}", NULL);
+    cr_assert_eq(r.status, 400);
+    resp_free(&r);
+    req(&r, "POST", "/_admin/faults", "{\"fail_writes\":{\"count\":2,\"status\":503,\"code\":\"x\",\"message\":\"injected\"}}", ADMIN_H);
+    cr_assert_eq(r.status, 200);
+    resp_free(&r);
+    req(&r, "PATCH", "CustomersV3(dataAreaId='usmf',CustomerAccount='F-1')", "{\"CreditLimit\":5}", NULL);
+    cr_assert_eq(r.status, 503);
+    resp_free(&r);
+    req(&r, "DELETE", "CustomersV3(dataAreaId='usmf',CustomerAccount='F-1')", NULL, NULL);
+    cr_assert_eq(r.status, 503);
+    resp_free(&r);
+    cr_assert_eq(outbox_rows(), 1, "no outbox row without a committed change");
+    req(&r, "GET", "CustomersV3(dataAreaId='usmf',CustomerAccount='F-1')", NULL, NULL);
+    cr_assert_eq(r.status, 200);
+    cr_assert_eq(json_number_value(json_object_get(r.json, "CreditLimit")), 100);
+    resp_free(&r);
+    /* the outbox row and the change are one transaction: every committed change has its row */
+    PGconn *c = PQconnectdb(getenv("DW_PG_DSN"));
+    cr_assert_eq(PQstatus(c), CONNECTION_OK);
+    char sql[512];
+    snprintf(sql, sizeof(sql), "SELECT (SELECT count(*) FROM \"%s\".\"_fo_outbox\" WHERE message = 'Create'),"
+             " (SELECT count(*) FROM \"%s\".\"CustomerV3\")", emu_schema, emu_schema);
+    PGresult *res = PQexec(c, sql);
+    cr_assert_eq(PQresultStatus(res), PGRES_TUPLES_OK, "%s", PQerrorMessage(c));
+    cr_assert_str_eq(PQgetvalue(res, 0, 0), PQgetvalue(res, 0, 1));
+    PQclear(res);
+    PQfinish(c);
+    cr_assert_eq(rx_wait(1, 5000), 1);
+    usleep(200000);
+    cr_assert_eq(rx_wait(2, 0), 1, "exactly one event delivered");
+}
+
+Test(emulator_fo, admin_faults_schema_drift_and_throttling)
+{
+    resp_t r;
+    char v[256];
+    make_customer("A-1", NULL, "10", 201);
+    req(&r, "POST", "/_admin/faults", "{\"unavailable\":true}", ADMIN_H);
+    resp_free(&r);
+    req(&r, "GET", "CustomersV3", NULL, NULL);
+    cr_assert_eq(r.status, 503);
+    cr_assert_str_eq(hdr(&r, "Retry-After", v, sizeof(v)), "1");
+    resp_free(&r);
+    req(&r, "POST", "/_admin/faults", "{\"unavailable\":false}", ADMIN_H);
+    resp_free(&r);
+    req(&r, "POST", "/_admin/drop-column", "{\"table\":\"CustomersV3\",\"column\":\"SalesMemo\"}", ADMIN_H);
+    cr_assert_eq(r.status, 200, "%ld %s", r.status, r.body);
+    resp_free(&r);
+    req(&r, "GET", "CustomersV3(dataAreaId='usmf',CustomerAccount='A-1')", NULL, NULL);
+    cr_assert_eq(r.status, 200);
+    cr_assert_null(json_object_get(r.json, "SalesMemo"));
+    resp_free(&r);
+    req(&r, "PATCH", "CustomersV3(dataAreaId='usmf',CustomerAccount='A-1')", "{\"SalesMemo\":\"x\"}", NULL);
+    cr_assert_eq(r.status, 400);
+    cr_assert(strstr(err_msg(&r), "SalesMemo"));
+    resp_free(&r);
+    req(&r, "PATCH", "CustomersV3(dataAreaId='usmf',CustomerAccount='A-1')", "{\"CreditLimit\":7}", NULL);
+    cr_assert_eq(r.status, 204, "writes without the dropped column still work: %ld %s", r.status, r.body);
+    resp_free(&r);
+    req(&r, "POST", "/_admin/reset", "{}", ADMIN_H);
+    cr_assert_eq(r.status, 200, "%ld %s", r.status, r.body);
+    resp_free(&r);
+    make_customer("A-2", NULL, "10", 201);
+    cr_assert_eq(outbox_rows(), 1, "the outbox starts again after a reset");
+    req(&r, "POST", "/_admin/limits", "{\"spec\":\"2/60\"}", ADMIN_H);
+    resp_free(&r);
+    long last = 0;
+    for (int i = 0; i < 3; i++) {
+        req(&r, "GET", "CustomersV3?$top=1", NULL, NULL);
+        last = r.status;
+        if (i < 2)
+            resp_free(&r);
+    }
+    cr_assert_eq(last, 429);
+    cr_assert_gt(atoi(hdr(&r, "Retry-After", v, sizeof(v))), 0);
+    cr_assert_str_eq(err_msg(&r), "Too many requests");
+    cr_assert(strstr(json_string_value(json_object_get(json_object_get(json_object_get(r.json, "error"), "innererror"), "message")), "Number of requests exceeded the limit of 2"));
+    resp_free(&r);
+}
