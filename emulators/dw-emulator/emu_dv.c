@@ -1124,18 +1124,22 @@ static bool dv_lookup_many(dv_t *d, const dv_key_t *keys, const int *hk, size_t 
         sqlf(sql, ") AS k(");
         for (int a = 0; a < np; a++)
             sqlf(sql, "v%d, ", a);
-        sqlf(sql, "ord) JOIN %s x ON true", d->t->qname);
+        /* LATERAL + LIMIT 1: one probe of the key's unique index per target, whatever the
+         * statistics say (a plain join is planned as a hash join over a sequential scan of the
+         * whole table when it was never analyzed, e.g. right after a bulk load: O(table) per
+         * request) */
+        sqlf(sql, "ord) CROSS JOIN LATERAL (SELECT * FROM %s y WHERE true", d->t->qname);
         int a = 0;
         for (size_t c = 0; c < k->n; c++) {
             const emu_col_t *col = emu_table_col(d->t, k->cols[c]);
             if (k->vals[c]) {
-                sqlf(sql, " AND x.\"%s\" = k.v%d::%s", k->cols[c], a, emu_col_sql_type(col));
+                sqlf(sql, " AND y.\"%s\" = k.v%d::%s", k->cols[c], a, emu_col_sql_type(col));
                 a++;
             } else {
-                sqlf(sql, " AND x.\"%s\" IS NULL", k->cols[c]);
+                sqlf(sql, " AND y.\"%s\" IS NULL", k->cols[c]);
             }
         }
-        sqlf(sql, " FOR UPDATE OF x");
+        sqlf(sql, " LIMIT 1 FOR UPDATE) x");
         for (int p = 0; p <= np; p++) {
             params[p] = dv_arr_end(&arr[p]);
             if (!params[p])

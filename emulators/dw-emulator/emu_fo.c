@@ -22,6 +22,7 @@
 #include "dw_filter.h"
 #include "dw_log.h"
 #include "dw_pg.h"
+#include "emu_batch.h"
 #include "emu_ctx.h"
 #include "emu_fo_events.h"
 #include "emu_fo_store.h"
@@ -623,9 +624,14 @@ static json_t *fo_parse_body(fo_t *d)
     return body;
 }
 
+/* Writes run in their own transaction, or inside a $batch change set's (req->txn), which the
+ * batch executor begins, commits (then wakes the event delivery) and rolls back: the events of a
+ * change set are in its transaction like its changes. */
 static bool fo_begin(fo_t *d)
 {
     char errstr[512];
+    if (d->req->txn)
+        return true;
     dw_err_t err = emu_store_begin_write(d->ctx->store, d->pg, errstr, sizeof(errstr));
     if (err)
         fo_pg_error(d, err, errstr);
@@ -655,6 +661,8 @@ static bool fo_etag_ok(fo_t *d, json_t *existing)
 static bool fo_commit(fo_t *d)
 {
     char errstr[512];
+    if (d->req->txn)
+        return true;
     dw_err_t err = dw_pg_commit(d->pg, errstr, sizeof(errstr));
     if (err) {
         fo_pg_error(d, err, errstr);
@@ -662,6 +670,12 @@ static bool fo_commit(fo_t *d)
     }
     emu_fo_events_notify(d->ctx->fo_events);
     return true;
+}
+
+static void fo_rollback(fo_t *d)
+{
+    if (!d->req->txn)
+        dw_pg_rollback(d->pg, NULL, 0);
 }
 
 static bool fo_record(fo_t *d, const char *message, json_t *after, json_t *before)
@@ -729,7 +743,7 @@ static void fo_create(fo_t *d)
 rollback:
     if (d->resp->status == 0)
         emu_fo_error(d->resp, 500, FO_T_DB, "An error has occurred.");
-    dw_pg_rollback(d->pg, NULL, 0);
+    fo_rollback(d);
 out:
     PQclear(res);
     json_decref(row);
@@ -818,7 +832,7 @@ static void fo_update(fo_t *d, const fo_key_t *k)
 rollback:
     if (d->resp->status == 0)
         emu_fo_error(d->resp, 500, FO_T_DB, "An error has occurred.");
-    dw_pg_rollback(d->pg, NULL, 0);
+    fo_rollback(d);
 out:
     PQclear(res);
     json_decref(row);
@@ -862,7 +876,7 @@ static void fo_delete(fo_t *d, const fo_key_t *k)
 rollback:
     if (d->resp->status == 0)
         emu_fo_error(d->resp, 500, FO_T_DB, "An error has occurred.");
-    dw_pg_rollback(d->pg, NULL, 0);
+    fo_rollback(d);
     json_decref(existing);
 }
 
@@ -1229,6 +1243,91 @@ dw_err_t emu_fo_after_reset(emu_ctx_t *ctx, char *errstr, size_t errstr_size)
     return err;
 }
 
+/* ---- $batch ---------------------------------------------------------------------------------- */
+
+static bool fo_batch_begin(void *opaque, void **txn, emu_resp_t *err_resp)
+{
+    emu_ctx_t *ctx = opaque;
+    char errstr[512];
+    dw_pg_t *pg = emu_store_acquire(ctx->store, errstr, sizeof(errstr));
+    *txn = NULL;
+    if (!pg) {
+        emu_fo_error(err_resp, 503, FO_T_DB, "The database is unavailable.");
+        return false;
+    }
+    if (emu_store_begin_write(ctx->store, pg, errstr, sizeof(errstr))) {
+        DW_ERROR("fo", "could not begin a change set: %s", errstr);
+        emu_store_release(ctx->store, pg);
+        emu_fo_error(err_resp, 503, FO_T_DB, "The database is unavailable.");
+        return false;
+    }
+    *txn = pg;
+    return true;
+}
+
+/* Commit a change set: its changes and their outbox rows become visible together; then wake the
+ * event delivery. */
+static bool fo_batch_commit(void *opaque, void *txn, emu_resp_t *err_resp)
+{
+    emu_ctx_t *ctx = opaque;
+    char errstr[512];
+    dw_err_t err = dw_pg_commit(txn, errstr, sizeof(errstr));
+    if (err) {
+        DW_ERROR("fo", "change set commit failed: %s", errstr);
+        emu_fo_error(err_resp, 500, FO_T_DB, "An error has occurred.");
+    }
+    emu_store_release(ctx->store, txn);
+    if (!err)
+        emu_fo_events_notify(ctx->fo_events);
+    return !err;
+}
+
+static void fo_batch_rollback(void *opaque, void *txn)
+{
+    emu_ctx_t *ctx = opaque;
+    dw_pg_rollback(txn, NULL, 0);
+    emu_store_release(ctx->store, txn);
+}
+
+static void fo_batch_dispatch(void *opaque, emu_req_t *req, emu_resp_t *resp)
+{
+    emu_ctx_t *ctx = opaque;
+    size_t pl = strlen(ctx->api_prefix);
+    if (strncmp(req->path, ctx->api_prefix, pl) != 0)
+        emu_fo_error(resp, 404, FO_T_URI, "No HTTP resource was found that matches the request URI '%.300s'.",
+                     req->path);
+    else
+        emu_fo_handle(ctx, req, resp, req->path + pl);
+}
+
+static const emu_batch_ops_t fo_batch_ops = {
+    .root_path = "/data/",
+    .begin = fo_batch_begin,
+    .commit = fo_batch_commit,
+    .rollback = fo_batch_rollback,
+    .dispatch = fo_batch_dispatch,
+};
+
+/* POST /data/$batch. F&O's documentation describes batches with atomic change sets but not
+ * Prefer: odata.continue-on-error, so the preference is not applied (no Preference-Applied):
+ * processing stops at the first failure. */
+static void fo_batch(emu_ctx_t *ctx, emu_req_t *req, emu_resp_t *resp)
+{
+    char errstr[512];
+    emu_batch_t b;
+    dw_err_t err = emu_batch_parse(emu_req_header(req, "Content-Type"), req->body, req->body_len,
+                                   EMU_BATCH_MAX_REQUESTS, &b, errstr, sizeof(errstr));
+    if (err == DW_ERR_NOMEM)
+        emu_fo_error(resp, 500, FO_T_DB, "An error has occurred.");
+    else if (err)
+        emu_fo_error(resp, 400, FO_T_ODATA, "%s", errstr);
+    else
+        emu_batch_execute(&b, &fo_batch_ops, ctx, req, false, resp);
+    emu_batch_clear(&b);
+}
+
+/* ---- dispatch -------------------------------------------------------------------------------- */
+
 void emu_fo_handle(emu_ctx_t *ctx, emu_req_t *req, emu_resp_t *resp, const char *rel)
 {
     char errstr[512];
@@ -1275,7 +1374,12 @@ void emu_fo_handle(emu_ctx_t *ctx, emu_req_t *req, emu_resp_t *resp, const char 
         return;
     }
     if (strcmp(rel, "$batch") == 0) {
-        emu_fo_error(resp, 501, FO_T_NOTIMPL, "$batch is not implemented by dw-emulator for F&O yet.");
+        if (!post)
+            emu_fo_error(resp, 405, FO_T_ODATA, "The method %s is not allowed on $batch.", m);
+        else if (req->txn)
+            emu_fo_error(resp, 400, FO_T_ODATA, "A batch request cannot contain another batch request.");
+        else
+            fo_batch(ctx, req, resp);
         return;
     }
     if (emu_odata_path_parse(rel, &p, errstr, sizeof(errstr))) {
@@ -1313,7 +1417,7 @@ void emu_fo_handle(emu_ctx_t *ctx, emu_req_t *req, emu_resp_t *resp, const char 
             goto out;
         }
     }
-    d.pg = emu_store_acquire(ctx->store, errstr, sizeof(errstr));
+    d.pg = req->txn ? req->txn : emu_store_acquire(ctx->store, errstr, sizeof(errstr));
     if (!d.pg) {
         emu_fo_error(resp, 503, FO_T_DB, "The database is unavailable.");
         goto out;
@@ -1341,7 +1445,7 @@ void emu_fo_handle(emu_ctx_t *ctx, emu_req_t *req, emu_resp_t *resp, const char 
             emu_fo_error(resp, 405, FO_T_ODATA, "The method %s is not allowed on an entity set.", m);
     }
 out:
-    if (d.pg)
+    if (d.pg && !req->txn)
         emu_store_release(ctx->store, d.pg);
     if (have_q)
         emu_odata_query_clear(&q);

@@ -122,14 +122,16 @@ static void emu_route(void *opaque, emu_req_t *req, emu_resp_t *resp)
     } else if (strncmp(req->path, ctx->api_prefix, pl) == 0 ||
                strncmp(req->path, ctx->api_prefix, pl - 1) == 0) {
         const char *rel = strlen(req->path) >= pl ? req->path + pl : "";
-        int lat = emu_faults_latency_ms(ctx->faults);
-        if (lat > 0)
-            usleep((useconds_t)lat * 1000);
         if (emu_faults_unavailable(ctx->faults)) {
             emu_resp_error(resp, 503, "0x80040216", "The service is temporarily unavailable.");
             emu_resp_header(resp, "Retry-After", "1");
         } else if (emu_auth_check(ctx->auth, req, resp)) {
             if (emu_limits_enter(ctx->limits, req->client, resp)) {
+                /* injected latency is server time: it counts towards the concurrent requests
+                 * and the execution time of the service protection limits */
+                int lat = emu_faults_latency_ms(ctx->faults);
+                if (lat > 0)
+                    usleep((useconds_t)lat * 1000);
                 if (strcmp(ctx->system, "dv") == 0)
                     emu_dv_handle(ctx, req, resp, rel);
                 else

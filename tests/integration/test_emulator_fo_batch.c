@@ -1,0 +1,633 @@
+/*
+ * Integration tests of F&O $batch in dw-emulator --system fo against the real PostgreSQL
+ * (DW_PG_DSN): change sets are atomic for rows AND data events (a failed change set leaves no row
+ * and no outbox row; a committed one's events are delivered in order), Content-ID references,
+ * stop at the first failure. Requests follow the OData $batch format F&O serves ("Open Data
+ * Protocol (OData)" for finance and operations; OData 4.0 Part 1, 11.7). The harness (emulator as
+ * a child process, event receiver in this process) is the one of test_emulator_fo.c.
+ */
+#include <arpa/inet.h>
+#include <criterion/criterion.h>
+#include <curl/curl.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <libpq-fe.h>
+#include <microhttpd.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "dw_testutil.h"
+
+extern char **environ;
+
+#define ADMIN "test-admin-secret"
+#define EVENT_SECRET "event-shared-secret"
+
+static pid_t emu_pid = -1;
+static int emu_port;
+static char emu_schema[128];
+static char emu_token[128];
+static char base[256];
+
+typedef struct {
+    long status;
+    char *body;
+    size_t len;
+    char headers[8192];
+    json_t *json;
+} resp_t;
+
+static size_t on_body(char *p, size_t s, size_t n, void *ud)
+{
+    resp_t *r = ud;
+    char *nb = realloc(r->body, r->len + s * n + 1);
+    if (!nb)
+        return 0;
+    r->body = nb;
+    memcpy(r->body + r->len, p, s * n);
+    r->len += s * n;
+    r->body[r->len] = '\0';
+    return s * n;
+}
+
+static size_t on_header(char *p, size_t s, size_t n, void *ud)
+{
+    resp_t *r = ud;
+    size_t l = strlen(r->headers);
+    if (l + s * n + 1 < sizeof(r->headers)) {
+        memcpy(r->headers + l, p, s * n);
+        r->headers[l + s * n] = '\0';
+    }
+    return s * n;
+}
+
+static void resp_free(resp_t *r)
+{
+    free(r->body);
+    json_decref(r->json);
+    memset(r, 0, sizeof(*r));
+}
+
+/* The value of response header name (case-insensitive), copied into out; "" when absent. */
+static const char *hdr(const resp_t *r, const char *name, char *out, size_t size)
+{
+    out[0] = '\0';
+    size_t nl = strlen(name);
+    for (const char *p = r->headers; p && *p;) {
+        const char *e = strstr(p, "\r\n");
+        if (!e)
+            break;
+        if ((size_t)(e - p) > nl && strncasecmp(p, name, nl) == 0 && p[nl] == ':') {
+            const char *v = p + nl + 1;
+            while (*v == ' ')
+                v++;
+            snprintf(out, size, "%.*s", (int)(e - v), v);
+        }
+        p = e + 2;
+    }
+    return out;
+}
+
+/* One request; path relative to the service root unless it starts with '/' or "http". */
+static void req(resp_t *r, const char *method, const char *path, const char *body,
+                const char *const *headers)
+{
+    memset(r, 0, sizeof(*r));
+    CURL *c = curl_easy_init();
+    char url[8192];
+    if (strncmp(path, "http", 4) == 0)
+        snprintf(url, sizeof(url), "%s", path);
+    else if (path[0] == '/')
+        snprintf(url, sizeof(url), "http://127.0.0.1:%d%s", emu_port, path);
+    else
+        snprintf(url, sizeof(url), "%s%s", base, path);
+    for (char *sp = strchr(url, ' '); sp; sp = strchr(url, ' ')) {
+        size_t at = (size_t)(sp - url), len = strlen(url);
+        if (len + 3 >= sizeof(url))
+            break;
+        memmove(sp + 3, sp + 1, len - at);
+        memcpy(sp, "%20", 3);
+    }
+    struct curl_slist *hl = NULL;
+    char auth[256];
+    snprintf(auth, sizeof(auth), "Authorization: Bearer %s", emu_token);
+    bool has_auth = false, has_ct = false;
+    for (int i = 0; headers && headers[i]; i++) {
+        hl = curl_slist_append(hl, headers[i]);
+        if (strncasecmp(headers[i], "Authorization:", 14) == 0)
+            has_auth = true;
+        if (strncasecmp(headers[i], "Content-Type:", 13) == 0)
+            has_ct = true;
+    }
+    if (!has_auth && emu_token[0])
+        hl = curl_slist_append(hl, auth);
+    if (!has_ct && body)
+        hl = curl_slist_append(hl, "Content-Type: application/json");
+    hl = curl_slist_append(hl, "OData-MaxVersion: 4.0");
+    hl = curl_slist_append(hl, "OData-Version: 4.0");
+    hl = curl_slist_append(hl, "Expect:");
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, hl);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, r);
+    curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
+    curl_easy_setopt(c, CURLOPT_HEADERDATA, r);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT, 30L);
+    curl_easy_setopt(c, CURLOPT_PATH_AS_IS, 1L);
+    if (body) {
+        curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
+        curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE, (long)strlen(body));
+    }
+    CURLcode cc = curl_easy_perform(c);
+    if (cc == CURLE_OK)
+        curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &r->status);
+    curl_slist_free_all(hl);
+    curl_easy_cleanup(c);
+    if (r->body && r->len)
+        r->json = json_loads(r->body, 0, NULL);
+}
+
+static void get_token(void)
+{
+    resp_t r;
+    emu_token[0] = '\0';
+    const char *h[] = {"Content-Type: application/x-www-form-urlencoded", NULL};
+    req(&r, "POST", "/contoso.onmicrosoft.com/oauth2/v2.0/token",
+        "client_id=dwfleet&client_secret=dwfleet-local-secret&grant_type=client_credentials&scope=https%3A%2F%2Forg.crm.dynamics.com%2F.default",
+        h);
+    cr_assert_eq(r.status, 200, "token: %ld %s", r.status, r.body);
+    snprintf(emu_token, sizeof(emu_token), "%s", json_string_value(json_object_get(r.json, "access_token")));
+    resp_free(&r);
+}
+
+static int free_port(void)
+{
+    int s = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a;
+    memset(&a, 0, sizeof(a));
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    bind(s, (struct sockaddr *)&a, sizeof(a));
+    socklen_t l = sizeof(a);
+    getsockname(s, (struct sockaddr *)&a, &l);
+    close(s);
+    return ntohs(a.sin_port);
+}
+
+
+/* ---- the data events receiver ----------------------------------------------------------------- */
+
+#define RX_MAX 256
+
+static struct {
+    struct MHD_Daemon *d;
+    int port;
+    pthread_mutex_t mu;
+    json_t *events[RX_MAX]; /* accepted POSTs, in arrival order */
+    int n;
+    int refused;            /* POSTs answered 503 */
+    int fail;               /* answer 503 while set */
+    int bad_auth;           /* POSTs without the shared secret */
+} rx = {.mu = PTHREAD_MUTEX_INITIALIZER};
+
+typedef struct {
+    char *buf;
+    size_t len;
+} rx_body_t;
+
+static enum MHD_Result rx_handler(void *cls, struct MHD_Connection *c, const char *url,
+                                  const char *method, const char *version, const char *data,
+                                  size_t *size, void **state)
+{
+    (void)cls;
+    (void)url;
+    (void)version;
+    rx_body_t *b = *state;
+    if (!b) {
+        *state = calloc(1, sizeof(rx_body_t));
+        return *state ? MHD_YES : MHD_NO;
+    }
+    if (*size) {
+        char *nb = realloc(b->buf, b->len + *size + 1);
+        if (!nb)
+            return MHD_NO;
+        b->buf = nb;
+        memcpy(b->buf + b->len, data, *size);
+        b->len += *size;
+        b->buf[b->len] = '\0';
+        *size = 0;
+        return MHD_YES;
+    }
+    unsigned status = 200;
+    const char *auth = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "X-Event-Secret");
+    pthread_mutex_lock(&rx.mu);
+    if (strcmp(method, "POST") != 0) {
+        status = 405;
+    } else if (rx.fail) {
+        rx.refused++;
+        status = 503;
+    } else {
+        if (!auth || strcmp(auth, EVENT_SECRET) != 0)
+            rx.bad_auth++;
+        json_t *j = b->buf ? json_loads(b->buf, 0, NULL) : NULL;
+        if (j && rx.n < RX_MAX)
+            rx.events[rx.n++] = j;
+        else
+            json_decref(j);
+    }
+    pthread_mutex_unlock(&rx.mu);
+    struct MHD_Response *r = MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
+    enum MHD_Result ret = MHD_queue_response(c, status, r);
+    MHD_destroy_response(r);
+    return ret;
+}
+
+static void rx_done(void *cls, struct MHD_Connection *c, void **state, enum MHD_RequestTerminationCode t)
+{
+    (void)cls;
+    (void)c;
+    (void)t;
+    rx_body_t *b = *state;
+    if (b) {
+        free(b->buf);
+        free(b);
+    }
+    *state = NULL;
+}
+
+static void rx_start(void)
+{
+    rx.port = free_port();
+    rx.n = rx.refused = rx.fail = rx.bad_auth = 0;
+    struct sockaddr_in sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons((uint16_t)rx.port);
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    rx.d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION,
+                            (uint16_t)rx.port, NULL, NULL, rx_handler, NULL, MHD_OPTION_SOCK_ADDR, &sa,
+                            MHD_OPTION_NOTIFY_COMPLETED, rx_done, NULL, MHD_OPTION_END);
+    cr_assert(rx.d, "could not start the event receiver");
+}
+
+static void rx_stop(void)
+{
+    if (rx.d)
+        MHD_stop_daemon(rx.d);
+    rx.d = NULL;
+    for (int i = 0; i < rx.n; i++)
+        json_decref(rx.events[i]);
+    rx.n = 0;
+}
+
+/* Wait until at least n events were accepted (at most ms milliseconds); returns the count. */
+static int rx_wait(int n, int ms)
+{
+    int got = 0;
+    for (int waited = 0; waited <= ms; waited += 20) {
+        pthread_mutex_lock(&rx.mu);
+        got = rx.n;
+        pthread_mutex_unlock(&rx.mu);
+        if (got >= n)
+            break;
+        usleep(20000);
+    }
+    return got;
+}
+
+/* The value of key in a RemoteExecutionContext key/value list. */
+static json_t *kv_get(json_t *list, const char *key)
+{
+    for (size_t i = 0; i < json_array_size(list); i++) {
+        json_t *e = json_array_get(list, i);
+        const char *k = json_string_value(json_object_get(e, "key"));
+        if (k && strcmp(k, key) == 0)
+            return json_object_get(e, "value");
+    }
+    return NULL;
+}
+
+static json_t *ev_target(json_t *ev)
+{
+    return kv_get(json_object_get(ev, "InputParameters"), "Target");
+}
+
+static json_t *ev_pre(json_t *ev)
+{
+    return kv_get(json_object_get(ev, "PreEntityImages"), "PreImage");
+}
+
+static json_t *attr(json_t *entity, const char *name)
+{
+    return kv_get(json_object_get(entity, "Attributes"), name);
+}
+
+/* ---- the emulator ----------------------------------------------------------------------------- */
+
+static void start_emulator_with(const char *limits, const char *events_url)
+{
+    const char *dsn = getenv("DW_PG_DSN");
+    cr_assert(dsn, "DW_PG_DSN is not set (eval \"$(scripts/services.sh env)\")");
+    emu_port = free_port();
+    snprintf(emu_schema, sizeof(emu_schema), "%s", dw_test_unique("emu_fob"));
+    char listen[64], schema[160], lim[128], log[256], evu[300];
+    snprintf(listen, sizeof(listen), "127.0.0.1:%d", emu_port);
+    snprintf(schema, sizeof(schema), "%s", emu_schema);
+    snprintf(lim, sizeof(lim), "%s", limits ? limits : "off");
+    snprintf(log, sizeof(log), "/tmp/%s.log", emu_schema);
+    snprintf(evu, sizeof(evu), "emulator.fo.event_endpoints=%s", events_url ? events_url : "");
+    const char *argv[] = {"dw-emulator", "--system", "fo", "--listen", listen, "--pg", dsn,
+                          "--schema", schema, "--limits", lim, "-X", "emulator.admin_secret=" ADMIN,
+                          "-X", "emulator.max_body_bytes=65536", "-X", "emulator.fo.company=usmf",
+                          "-X", evu, "-X", "emulator.fo.event_auth_header=X-Event-Secret: " EVENT_SECRET,
+                          "-X", "emulator.fo.event_retry_initial_ms=50", "-X",
+                          "emulator.fo.event_retry_max_ms=200", NULL};
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_addopen(&fa, 1, log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    posix_spawn_file_actions_adddup2(&fa, 1, 2);
+    int e = posix_spawn(&emu_pid, DW_BIN_DIR "/dw-emulator", &fa, NULL, (char *const *)argv, environ);
+    posix_spawn_file_actions_destroy(&fa);
+    cr_assert_eq(e, 0, "spawn dw-emulator: %s", strerror(e));
+    snprintf(base, sizeof(base), "http://127.0.0.1:%d/data/", emu_port);
+    for (int i = 0; i < 200; i++) {
+        resp_t r;
+        req(&r, "GET", "/data/", NULL, NULL);
+        long st = r.status;
+        resp_free(&r);
+        if (st == 401)
+            break;
+        int status;
+        cr_assert_eq(waitpid(emu_pid, &status, WNOHANG), 0, "dw-emulator exited early, see %s", log);
+        usleep(50000);
+    }
+    get_token();
+}
+
+static void stop_emulator(void)
+{
+    if (emu_pid > 0) {
+        kill(emu_pid, SIGTERM);
+        int status = 0;
+        waitpid(emu_pid, &status, 0);
+        emu_pid = -1;
+        cr_expect(WIFEXITED(status) && WEXITSTATUS(status) == 0, "dw-emulator did not exit cleanly");
+    }
+    rx_stop();
+    PGconn *c = PQconnectdb(getenv("DW_PG_DSN"));
+    if (PQstatus(c) == CONNECTION_OK) {
+        char *id = PQescapeIdentifier(c, emu_schema, strlen(emu_schema));
+        char sql[300];
+        snprintf(sql, sizeof(sql), "DROP SCHEMA IF EXISTS %s CASCADE", id);
+        PQclear(PQexec(c, "SET client_min_messages TO warning"));
+        PQclear(PQexec(c, sql));
+        PQfreemem(id);
+    }
+    PQfinish(c);
+    char log[256];
+    snprintf(log, sizeof(log), "/tmp/%s.log", emu_schema);
+    unlink(log);
+}
+
+static void setup(void)
+{
+    rx_start();
+    char url[128];
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d/events", rx.port);
+    start_emulator_with(NULL, url);
+}
+
+TestSuite(emulator_fo_batch, .init = setup, .fini = stop_emulator, .timeout = 60);
+
+static const char *const ADMIN_H[] = {"Authorization: Bearer " ADMIN, NULL};
+
+static json_t *admin_events(void)
+{
+    resp_t r;
+    req(&r, "GET", "/_admin/events", NULL, ADMIN_H);
+    cr_assert_eq(r.status, 200, "%ld %s", r.status, r.body);
+    json_t *j = json_incref(r.json);
+    resp_free(&r);
+    return j;
+}
+
+static long long outbox_rows(void)
+{
+    json_t *j = admin_events();
+    long long n = json_integer_value(json_object_get(j, "outbox_rows"));
+    json_decref(j);
+    return n;
+}
+
+#define BCT "Content-Type: multipart/mixed; boundary=batch_fo1"
+
+/* Append one application/http part (boundary bnd) to buf. */
+static void add_part(char *buf, size_t size, const char *bnd, const char *content_id, const char *method,
+                     const char *url, const char *body)
+{
+    size_t l = strlen(buf);
+    snprintf(buf + l, size - l,
+             "--%s\r\nContent-Type: application/http\r\nContent-Transfer-Encoding: binary\r\n%s%s%s\r\n"
+             "%s %s HTTP/1.1\r\n%s\r\n%s\r\n",
+             bnd, content_id ? "Content-ID: " : "", content_id ? content_id : "", content_id ? "\r\n" : "",
+             method, url, body ? "Content-Type: application/json;odata.metadata=minimal\r\nAccept: application/json\r\n" : "",
+             body ? body : "");
+}
+
+static void add_raw(char *buf, size_t size, const char *text)
+{
+    size_t l = strlen(buf);
+    snprintf(buf + l, size - l, "%s", text);
+}
+
+static const char *customer_json(char *out, size_t size, const char *account, const char *onhold)
+{
+    snprintf(out, size,
+             "{\"CustomerAccount\":\"%s\",\"PartyType\":\"Organization\",\"CustomerGroupId\":\"10\","
+             "\"SalesCurrencyCode\":\"USD\",\"OrganizationName\":\"Org %s\",\"OnHoldStatus\":\"%s\",\"CreditLimit\":100}",
+             account, account, onhold);
+    return out;
+}
+
+static long get_status(const char *account)
+{
+    resp_t r;
+    char path[256];
+    snprintf(path, sizeof(path), "CustomersV3(dataAreaId='usmf',CustomerAccount='%s')", account);
+    req(&r, "GET", path, NULL, NULL);
+    long st = r.status;
+    resp_free(&r);
+    return st;
+}
+
+/* Count occurrences of needle in hay. */
+static int count_of(const char *hay, const char *needle)
+{
+    int n = 0;
+    for (const char *p = hay; p && (p = strstr(p, needle)); p += strlen(needle))
+        n++;
+    return n;
+}
+
+Test(emulator_fo_batch, change_set_commits_rows_and_events_together)
+{
+    static char body[16384];
+    char j[512];
+    body[0] = '\0';
+    add_raw(body, sizeof(body), "--batch_fo1\r\nContent-Type: multipart/mixed; boundary=changeset_a\r\n\r\n");
+    add_part(body, sizeof(body), "changeset_a", "1", "POST", "CustomersV3", customer_json(j, sizeof(j), "CS-1", "No"));
+    add_part(body, sizeof(body), "changeset_a", "2", "POST", "/data/CustomersV3", customer_json(j, sizeof(j), "CS-2", "No"));
+    add_part(body, sizeof(body), "changeset_a", "3", "PATCH", "$1", "{\"CreditLimit\":500}");
+    add_raw(body, sizeof(body), "--changeset_a--\r\n");
+    /* a read after the change set sees its changes */
+    add_part(body, sizeof(body), "batch_fo1", NULL, "GET", "CustomersV3?$select=CustomerAccount,CreditLimit&$orderby=CustomerAccount", NULL);
+    add_raw(body, sizeof(body), "--batch_fo1--\r\n");
+    const char *h[] = {BCT, NULL};
+    resp_t r;
+    req(&r, "POST", "$batch", body, h);
+    cr_assert_eq(r.status, 200, "%ld %s", r.status, r.body);
+    char ct[256];
+    hdr(&r, "Content-Type", ct, sizeof(ct));
+    cr_assert(strncmp(ct, "multipart/mixed; boundary=batchresponse_", 40) == 0, "%s", ct);
+    cr_assert(strstr(r.body, "Content-Type: multipart/mixed; boundary=changesetresponse_"), "%s", r.body);
+    cr_assert_eq(count_of(r.body, "HTTP/1.1 201 Created"), 2, "%s", r.body);
+    cr_assert_eq(count_of(r.body, "HTTP/1.1 204 No Content"), 1, "%s", r.body);
+    cr_assert_eq(count_of(r.body, "HTTP/1.1 200 OK"), 1, "%s", r.body);
+    cr_assert(strstr(r.body, "Content-ID: 3"), "%s", r.body);
+    cr_assert(strstr(r.body, "\"CreditLimit\":500"), "the GET after the change set sees the update: %s", r.body);
+    resp_free(&r);
+    cr_assert_eq(get_status("CS-1"), 200);
+    cr_assert_eq(get_status("CS-2"), 200);
+    /* 2 creates + 1 update, in the change set's transaction, delivered in commit order */
+    cr_assert_eq(outbox_rows(), 3);
+    cr_assert_eq(rx_wait(3, 5000), 3, "the change set's events are delivered after the commit");
+    pthread_mutex_lock(&rx.mu);
+    const char *m0 = json_string_value(json_object_get(rx.events[0], "MessageName"));
+    const char *m2 = json_string_value(json_object_get(rx.events[2], "MessageName"));
+    const char *a0 = json_string_value(attr(ev_target(rx.events[0]), "CustomerAccount"));
+    const char *a1 = json_string_value(attr(ev_target(rx.events[1]), "CustomerAccount"));
+    json_t *pre = ev_pre(rx.events[2]);
+    cr_assert_str_eq(m0, "Create");
+    cr_assert_str_eq(a0, "CS-1");
+    cr_assert_str_eq(a1, "CS-2");
+    cr_assert_str_eq(m2, "Update");
+    cr_assert_eq(json_number_value(attr(ev_target(rx.events[2]), "CreditLimit")), 500);
+    cr_assert_eq(json_number_value(attr(pre, "CreditLimit")), 100, "the PreImage is the row before the update");
+    pthread_mutex_unlock(&rx.mu);
+}
+
+Test(emulator_fo_batch, failed_change_set_leaves_no_row_and_no_event)
+{
+    static char body[16384];
+    char j[512];
+    const char *h[] = {BCT, NULL};
+    resp_t r;
+    /* 1. a validation failure (enum member) in the second request */
+    body[0] = '\0';
+    add_raw(body, sizeof(body), "--batch_fo1\r\nContent-Type: multipart/mixed; boundary=changeset_b\r\n\r\n");
+    add_part(body, sizeof(body), "changeset_b", "1", "POST", "CustomersV3", customer_json(j, sizeof(j), "RB-1", "No"));
+    add_part(body, sizeof(body), "changeset_b", "2", "POST", "CustomersV3", customer_json(j, sizeof(j), "RB-2", "Bogus"));
+    add_raw(body, sizeof(body), "--changeset_b--\r\n--batch_fo1--\r\n");
+    req(&r, "POST", "$batch", body, h);
+    cr_assert_eq(r.status, 400, "%ld %s", r.status, r.body);
+    cr_assert(strstr(r.body, "HTTP/1.1 400 Bad Request"), "%s", r.body);
+    cr_assert_eq(count_of(r.body, "HTTP/1.1 "), 1, "a failed change set is answered by the failing request alone: %s", r.body);
+    cr_assert(strstr(r.body, "Content-ID: 2"), "%s", r.body);
+    cr_assert_null(strstr(r.body, "changesetresponse_"), "%s", r.body);
+    resp_free(&r);
+    /* 2. a database failure (duplicate key) after a successful update of an existing record */
+    req(&r, "POST", "CustomersV3", customer_json(j, sizeof(j), "RB-0", "No"), NULL);
+    cr_assert_eq(r.status, 201, "%ld %s", r.status, r.body);
+    resp_free(&r);
+    cr_assert_eq(rx_wait(1, 5000), 1);
+    body[0] = '\0';
+    add_raw(body, sizeof(body), "--batch_fo1\r\nContent-Type: multipart/mixed; boundary=changeset_c\r\n\r\n");
+    add_part(body, sizeof(body), "changeset_c", "1", "PATCH", "CustomersV3(dataAreaId='usmf',CustomerAccount='RB-0')",
+             "{\"CreditLimit\":999}");
+    add_part(body, sizeof(body), "changeset_c", "2", "POST", "CustomersV3", customer_json(j, sizeof(j), "RB-3", "No"));
+    add_part(body, sizeof(body), "changeset_c", "3", "POST", "CustomersV3", customer_json(j, sizeof(j), "RB-3", "No"));
+    add_raw(body, sizeof(body), "--changeset_c--\r\n--batch_fo1--\r\n");
+    req(&r, "POST", "$batch", body, h);
+    cr_assert_eq(r.status, 400, "%ld %s", r.status, r.body);
+    cr_assert(strstr(r.body, "The record already exists."), "%s", r.body);
+    resp_free(&r);
+    cr_assert_eq(get_status("RB-1"), 404, "rolled back");
+    cr_assert_eq(get_status("RB-2"), 404);
+    cr_assert_eq(get_status("RB-3"), 404, "rolled back");
+    req(&r, "GET", "CustomersV3(dataAreaId='usmf',CustomerAccount='RB-0')", NULL, NULL);
+    cr_assert_eq(json_number_value(json_object_get(r.json, "CreditLimit")), 100, "the update was rolled back: %s", r.body);
+    resp_free(&r);
+    cr_assert_eq(outbox_rows(), 1, "no outbox row from a failed change set");
+    /* the connection went back to the pool in a clean state: later writes work and are delivered */
+    req(&r, "POST", "CustomersV3", customer_json(j, sizeof(j), "RB-4", "No"), NULL);
+    cr_assert_eq(r.status, 201, "%ld %s", r.status, r.body);
+    resp_free(&r);
+    cr_assert_eq(rx_wait(2, 5000), 2);
+    usleep(200000);
+    cr_assert_eq(rx_wait(3, 0), 2, "exactly the committed changes were delivered");
+    pthread_mutex_lock(&rx.mu);
+    cr_assert_str_eq(json_string_value(attr(ev_target(rx.events[1]), "CustomerAccount")), "RB-4");
+    pthread_mutex_unlock(&rx.mu);
+}
+
+Test(emulator_fo_batch, stops_at_first_failure_continue_on_error_not_applied)
+{
+    static char body[16384];
+    char j[512];
+    body[0] = '\0';
+    add_part(body, sizeof(body), "batch_fo1", NULL, "POST", "CustomersV3", customer_json(j, sizeof(j), "SF-1", "No"));
+    add_part(body, sizeof(body), "batch_fo1", NULL, "POST", "CustomersV3", customer_json(j, sizeof(j), "SF-2", "Bogus"));
+    add_part(body, sizeof(body), "batch_fo1", NULL, "POST", "CustomersV3", customer_json(j, sizeof(j), "SF-3", "No"));
+    add_raw(body, sizeof(body), "--batch_fo1--\r\n");
+    const char *h[] = {BCT, "Prefer: odata.continue-on-error", NULL};
+    resp_t r;
+    req(&r, "POST", "$batch", body, h);
+    cr_assert_eq(r.status, 400, "%ld %s", r.status, r.body);
+    char pa[128];
+    cr_assert_str_empty(hdr(&r, "Preference-Applied", pa, sizeof(pa)), "F&O does not document continue-on-error");
+    cr_assert_eq(count_of(r.body, "HTTP/1.1 "), 2, "%s", r.body);
+    resp_free(&r);
+    cr_assert_eq(get_status("SF-1"), 200, "requests outside change sets are not rolled back");
+    cr_assert_eq(get_status("SF-3"), 404, "processing stopped at the first failure");
+}
+
+Test(emulator_fo_batch, bad_batches_get_odata_errors)
+{
+    const char *h[] = {BCT, NULL};
+    resp_t r;
+    req(&r, "POST", "$batch", "--batch_fo1\r\nContent-Type: application/http\r\n\r\nPOST", h);
+    cr_assert_eq(r.status, 400, "%ld %s", r.status, r.body);
+    cr_assert(json_object_get(json_object_get(json_object_get(r.json, "error"), "innererror"), "type"),
+              "F&O error shape: %s", r.body);
+    resp_free(&r);
+    req(&r, "GET", "$batch", NULL, NULL);
+    cr_assert_eq(r.status, 405, "%ld %s", r.status, r.body);
+    resp_free(&r);
+    /* a GET inside a change set, and a batch inside a batch */
+    static char body[4096];
+    body[0] = '\0';
+    add_raw(body, sizeof(body), "--batch_fo1\r\nContent-Type: multipart/mixed; boundary=changeset_d\r\n\r\n");
+    add_part(body, sizeof(body), "changeset_d", "1", "GET", "CustomersV3", NULL);
+    add_raw(body, sizeof(body), "--changeset_d--\r\n--batch_fo1--\r\n");
+    req(&r, "POST", "$batch", body, h);
+    cr_assert_eq(r.status, 400, "%ld %s", r.status, r.body);
+    resp_free(&r);
+    body[0] = '\0';
+    add_part(body, sizeof(body), "batch_fo1", NULL, "POST", "$batch", "{}");
+    add_raw(body, sizeof(body), "--batch_fo1--\r\n");
+    req(&r, "POST", "$batch", body, h);
+    cr_assert_eq(r.status, 400, "%ld %s", r.status, r.body);
+    cr_assert(strstr(r.body, "HTTP/1.1 400"), "%s", r.body);
+    resp_free(&r);
+    cr_assert_eq(outbox_rows(), 0);
+}
