@@ -148,4 +148,16 @@ char *dw_mapper_dumps(const json_t *v, int flags, size_t *len);
  * order. DW_ERR_NOMEM or DW_ERR_INVALID_ARG (invalid UTF-8). */
 dw_err_t dw_mapper_content_hash(const json_t *fields, char hex[DW_SHA256_HEX_SIZE]);
 
+/*
+ * The key of a SOURCE record (capture): map record (borrowed; a record of the side dir reads
+ * from) far enough to get its integration key, without needing the rest of the record to map.
+ * *key: new object, source column -> value (a Dataverse lookup key part holds the referenced
+ * row's key value, resolved as dw_mapper_apply resolves it); *canonical: new string, the
+ * canonical record key (the Kafka message key). Either may be NULL when not wanted.
+ * DW_ERR_INVALID_ARG with err when a key part is missing or cannot be read (missing_key,
+ * unresolved_lookup, wrong_type, ...); DW_ERR_NOMEM.
+ */
+dw_err_t dw_mapper_source_key(const dw_map_t *map, dw_map_dir_t dir, const json_t *record,
+                              json_t **key, char **canonical, dw_mapper_error_t *err);
+
 #endif

@@ -1,0 +1,358 @@
+/*
+ * capture_common: what both capture modes share: ack groups and the delivery report callback,
+ * produce with the design's headers, the event envelope, topic creation, checkpoints and the
+ * Dataverse row id table.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "capture.h"
+#include "dw_log.h"
+#include "dw_mapper.h"
+#include "dw_sha256.h"
+
+/* ---- ack groups ----------------------------------------------------------------------------- */
+
+void capture_ack_init(capture_ack_t *ack)
+{
+    memset(ack, 0, sizeof(*ack));
+    pthread_mutex_init(&ack->lock, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&ack->cond, &ca);
+    pthread_condattr_destroy(&ca);
+}
+
+void capture_ack_destroy(capture_ack_t *ack)
+{
+    pthread_mutex_destroy(&ack->lock);
+    pthread_cond_destroy(&ack->cond);
+}
+
+void capture_ack_reset(capture_ack_t *ack)
+{
+    pthread_mutex_lock(&ack->lock);
+    ack->pending = 0;
+    ack->failed = 0;
+    ack->err = DW_OK;
+    ack->errstr[0] = '\0';
+    pthread_mutex_unlock(&ack->lock);
+}
+
+int capture_ack_pending(capture_ack_t *ack)
+{
+    pthread_mutex_lock(&ack->lock);
+    int n = ack->pending;
+    pthread_mutex_unlock(&ack->lock);
+    return n;
+}
+
+dw_err_t capture_ack_wait(capture_ack_t *ack, int timeout_ms)
+{
+    struct timespec until;
+    clock_gettime(CLOCK_MONOTONIC, &until);
+    until.tv_sec += timeout_ms / 1000;
+    until.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+    if (until.tv_nsec >= 1000000000L) {
+        until.tv_sec++;
+        until.tv_nsec -= 1000000000L;
+    }
+    pthread_mutex_lock(&ack->lock);
+    while (ack->pending > 0) {
+        if (pthread_cond_timedwait(&ack->cond, &ack->lock, &until) != 0)
+            break;
+    }
+    dw_err_t rc = ack->pending > 0 ? DW_ERR_TIMEOUT : ack->failed ? ack->err : DW_OK;
+    pthread_mutex_unlock(&ack->lock);
+    return rc;
+}
+
+void capture_dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
+{
+    capture_t *cap = opaque;
+    capture_ack_t *ack = m->_private;
+    if (m->err) {
+        atomic_fetch_add(&cap->delivery_failed, 1);
+        DW_WARN(CAPTURE_FAC, "delivery to %s failed: %s", rd_kafka_topic_name(m->rkt),
+                rd_kafka_err2str(m->err));
+    } else {
+        atomic_fetch_add(&cap->acked, 1);
+    }
+    if (!ack)
+        return;
+    pthread_mutex_lock(&ack->lock);
+    if (m->err && !ack->failed++) {
+        ack->err = dw_kafka_err_map(m->err);
+        if (!dw_err_is_retriable(ack->err) && ack->err != DW_ERR_NOT_FOUND)
+            ack->err = DW_ERR_KAFKA;
+        snprintf(ack->errstr, sizeof(ack->errstr), "%s", rd_kafka_err2str(m->err));
+    }
+    ack->pending--;
+    if (ack->pending <= 0)
+        pthread_cond_broadcast(&ack->cond);
+    pthread_mutex_unlock(&ack->lock);
+}
+
+dw_err_t capture_produce(capture_t *cap, capture_ack_t *ack, const char *topic, const char *key,
+                         size_t key_len, const char *value, size_t value_len, const char *map,
+                         const char *source, const char *op, const char *correlation_id,
+                         rd_kafka_headers_t *extra, int block_ms, char *errstr,
+                         size_t errstr_size)
+{
+    rd_kafka_headers_t *hdrs = dw_kafka_headers_dw(map, source, op, correlation_id);
+    if (!hdrs) {
+        rd_kafka_headers_destroy(extra);
+        return dw_errf(DW_ERR_NOMEM, errstr, errstr_size, "out of memory");
+    }
+    if (extra) {
+        size_t idx = 0;
+        const char *name;
+        const void *val;
+        size_t size;
+        while (rd_kafka_header_get_all(extra, idx++, &name, &val, &size) == RD_KAFKA_RESP_ERR_NO_ERROR)
+            rd_kafka_header_add(hdrs, name, -1, val, (ssize_t)size);
+        rd_kafka_headers_destroy(extra);
+    }
+    dw_kafka_msg_t msg = DW_KAFKA_MSG_INIT;
+    msg.topic = topic;
+    msg.key = key;
+    msg.key_len = key_len;
+    msg.value = value;
+    msg.value_len = value_len;
+    msg.msg_opaque = ack;
+    if (ack) {
+        pthread_mutex_lock(&ack->lock);
+        ack->pending++;
+        pthread_mutex_unlock(&ack->lock);
+    }
+    dw_err_t rc = dw_kafka_produce(cap->rk, &msg, hdrs, block_ms, errstr, errstr_size);
+    if (rc) {
+        if (ack) {
+            pthread_mutex_lock(&ack->lock);
+            ack->pending--;
+            if (!ack->failed++) {
+                ack->err = rc;
+                snprintf(ack->errstr, sizeof(ack->errstr), "%s", errstr ? errstr : "");
+            }
+            pthread_cond_broadcast(&ack->cond);
+            pthread_mutex_unlock(&ack->lock);
+        }
+        return rc;
+    }
+    atomic_fetch_add(&cap->produced, 1);
+    return DW_OK;
+}
+
+/* ---- envelope -------------------------------------------------------------------------------- */
+
+void capture_now_rfc3339(char out[32])
+{
+    struct timespec ts;
+    struct tm tm;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    gmtime_r(&ts.tv_sec, &tm);
+    size_t n = strftime(out, 32, "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(out + n, 32 - n, ".%03uZ", (unsigned)(ts.tv_nsec / 1000000) % 1000u);
+}
+
+void capture_uuid_from(char out[37], const char *const *parts)
+{
+    dw_sha256_t ctx;
+    uint8_t d[DW_SHA256_SIZE];
+    dw_sha256_init(&ctx);
+    for (size_t i = 0; parts[i]; i++) {
+        if (i)
+            dw_sha256_update(&ctx, "\x1f", 1);
+        dw_sha256_update(&ctx, parts[i], strlen(parts[i]));
+    }
+    dw_sha256_final(&ctx, d);
+    d[6] = (uint8_t)((d[6] & 0x0f) | 0x80);
+    d[8] = (uint8_t)((d[8] & 0x3f) | 0x80);
+    static const char hex[] = "0123456789abcdef";
+    size_t o = 0;
+    for (int i = 0; i < 16; i++) {
+        if (i == 4 || i == 6 || i == 8 || i == 10)
+            out[o++] = '-';
+        out[o++] = hex[d[i] >> 4];
+        out[o++] = hex[d[i] & 15];
+    }
+    out[o] = '\0';
+}
+
+char *capture_event_build(const char *event_id, const char *map, const char *source,
+                          const char *op, const json_t *key, const char *record_id,
+                          const json_t *data, const char *source_version, const char *source_ts,
+                          const char *capture_ts, const char *correlation_id, size_t *len)
+{
+    json_t *ev = json_pack("{s:i, s:s, s:s, s:s, s:s, s:O, s:s, s:s, s:s, s:s}", "version", 1,
+                           "event_id", event_id, "map", map, "source", source, "op", op, "key",
+                           (json_t *)key, "source_version", source_version, "source_ts",
+                           source_ts, "capture_ts", capture_ts, "correlation_id", correlation_id);
+    if (!ev)
+        return NULL;
+    if (record_id && json_object_set_new(ev, "record_id", json_string(record_id))) {
+        json_decref(ev);
+        return NULL;
+    }
+    if (json_object_set_new(ev, "data", data ? json_incref((json_t *)data) : json_null())) {
+        json_decref(ev);
+        return NULL;
+    }
+    char *text = dw_mapper_dumps(ev, 0, len);
+    json_decref(ev);
+    return text;
+}
+
+/* ---- topics ---------------------------------------------------------------------------------- */
+
+void capture_topics_create(capture_t *cap, dw_kafka_topic_kind_t kind)
+{
+    char errstr[1024];
+    if (!dw_conf_get_bool(cap->conf, "capture.create_topics"))
+        return;
+    rd_kafka_t *admin = dw_kafka_admin_new(cap->conf, errstr, sizeof(errstr));
+    if (!admin) {
+        DW_WARN(CAPTURE_FAC, "could not create topics: %s", errstr);
+        return;
+    }
+    int timeout = (int)dw_conf_get_int(cap->conf, "capture.topics_timeout_ms");
+    if (dw_kafka_wait_ready(admin, timeout, errstr, sizeof(errstr))) {
+        DW_WARN(CAPTURE_FAC, "Kafka is not reachable, topics not created: %s", errstr);
+        rd_kafka_destroy(admin);
+        return;
+    }
+    size_t n = cap->nactive + 1;
+    dw_kafka_topic_spec_t *specs = calloc(n, sizeof(*specs));
+    char (*names)[DW_KAFKA_TOPIC_MAX + 1] = calloc(n, sizeof(*names));
+    char retention[32], dlq_retention[32];
+    snprintf(retention, sizeof(retention), "%lld",
+             dw_conf_get_int(cap->conf, "topics.retention_ms"));
+    snprintf(dlq_retention, sizeof(dlq_retention), "%lld",
+             dw_conf_get_int(cap->conf, "topics.dlq_retention_ms"));
+    const char *config[] = {"retention.ms", retention, NULL};
+    const char *dlq_config[] = {"retention.ms", dlq_retention, NULL};
+    int rf = (int)dw_conf_get_int(cap->conf, "topics.replication_factor");
+    if (!specs || !names)
+        goto out;
+    for (size_t i = 0; i < cap->nactive; i++) {
+        const char *m = dw_map_name(cap->active[i]);
+        char key[300];
+        dw_kafka_topic_name(names[i], sizeof(names[i]), m, kind, NULL, 0);
+        snprintf(key, sizeof(key), "maps.%s.partitions", m);
+        specs[i] = (dw_kafka_topic_spec_t){
+            .name = names[i],
+            .partitions = dw_conf_is_set(cap->conf, key)
+                              ? (int)dw_conf_get_int(cap->conf, key)
+                              : (int)dw_conf_get_int(cap->conf, "topics.partitions"),
+            .replication_factor = rf,
+            .config = config,
+        };
+    }
+    snprintf(names[n - 1], sizeof(names[n - 1]), "%s", cap->dlq_topic);
+    specs[n - 1] = (dw_kafka_topic_spec_t){
+        .name = names[n - 1], .partitions = 1, .replication_factor = rf, .config = dlq_config};
+    if (dw_kafka_topics_create(admin, specs, n, timeout, errstr, sizeof(errstr)))
+        DW_WARN(CAPTURE_FAC, "%s", errstr);
+out:
+    free(specs);
+    free(names);
+    rd_kafka_destroy(admin);
+}
+
+/* ---- checkpoints ----------------------------------------------------------------------------- */
+
+dw_err_t capture_checkpoint_get(capture_t *cap, const char *map, const char *source,
+                                char **position, char *errstr, size_t errstr_size)
+{
+    PGresult *res = NULL;
+    const char *p[3] = {cap->component, map, source};
+    *position = NULL;
+    dw_err_t rc = dw_pg_exec(cap->pg,
+                             "SELECT position FROM dw_checkpoint WHERE component = $1 AND map = $2"
+                             " AND source = $3",
+                             3, p, &res, errstr, errstr_size);
+    if (rc)
+        return rc;
+    if (PQntuples(res) == 1 && !(*position = strdup(PQgetvalue(res, 0, 0))))
+        rc = DW_ERR_NOMEM;
+    PQclear(res);
+    return rc;
+}
+
+dw_err_t capture_checkpoint_put(capture_t *cap, const char *map, const char *source,
+                                const char *position, const json_t *ids, char *errstr,
+                                size_t errstr_size)
+{
+    dw_err_t rc;
+    char *ids_text = NULL;
+    if ((rc = dw_pg_begin(cap->pg, errstr, errstr_size)))
+        return rc;
+    if (ids && json_array_size(ids) > 0) {
+        if (!(ids_text = json_dumps(ids, JSON_COMPACT))) {
+            rc = dw_errf(DW_ERR_NOMEM, errstr, errstr_size, "out of memory");
+            goto fail;
+        }
+        const char *p[2] = {map, ids_text};
+        rc = dw_pg_exec(cap->pg,
+                        "INSERT INTO dw_record_ids (map, record_id, canonical_key, source_key)"
+                        " SELECT DISTINCT ON ((e->>'id')::uuid) $1, (e->>'id')::uuid, e->>'ck',"
+                        " e->'key' FROM jsonb_array_elements($2::jsonb) WITH ORDINALITY AS t(e, n)"
+                        " ORDER BY (e->>'id')::uuid, n DESC"
+                        " ON CONFLICT (map, record_id) DO UPDATE SET canonical_key ="
+                        " EXCLUDED.canonical_key, source_key = EXCLUDED.source_key,"
+                        " updated_at = now()",
+                        2, p, NULL, errstr, errstr_size);
+        if (rc)
+            goto fail;
+    }
+    if (position) {
+        const char *p[4] = {cap->component, map, source, position};
+        rc = dw_pg_exec(cap->pg,
+                        "INSERT INTO dw_checkpoint (component, map, source, position)"
+                        " VALUES ($1, $2, $3, $4) ON CONFLICT (component, map, source)"
+                        " DO UPDATE SET position = EXCLUDED.position, updated_at = now()",
+                        4, p, NULL, errstr, errstr_size);
+        if (rc)
+            goto fail;
+    }
+    rc = dw_pg_commit(cap->pg, errstr, errstr_size);
+    free(ids_text);
+    return rc;
+fail:
+    free(ids_text);
+    dw_pg_rollback(cap->pg, NULL, 0);
+    return rc;
+}
+
+dw_err_t capture_record_id_get(capture_t *cap, const char *map, const char *record_id, char **ck,
+                               json_t **key, char *errstr, size_t errstr_size)
+{
+    PGresult *res = NULL;
+    const char *p[2] = {map, record_id};
+    *ck = NULL;
+    *key = NULL;
+    dw_err_t rc = dw_pg_exec(cap->pg,
+                             "SELECT canonical_key, source_key::text FROM dw_record_ids"
+                             " WHERE map = $1 AND record_id = $2::uuid",
+                             2, p, &res, errstr, errstr_size);
+    if (rc)
+        return rc;
+    if (PQntuples(res) != 1) {
+        PQclear(res);
+        return DW_ERR_NOT_FOUND;
+    }
+    *ck = strdup(PQgetvalue(res, 0, 0));
+    *key = json_loads(PQgetvalue(res, 0, 1), 0, NULL);
+    PQclear(res);
+    if (!*ck || !*key) {
+        free(*ck);
+        json_decref(*key);
+        *ck = NULL;
+        *key = NULL;
+        return DW_ERR_NOMEM;
+    }
+    return DW_OK;
+}
