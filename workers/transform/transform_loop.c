@@ -1,0 +1,846 @@
+/*
+ * transform_loop: dw-transform's main loop. One thread, one consumer (group dw-transform,
+ * cooperative-sticky, read_committed) and one transactional producer per instance, in the shape
+ * of librdkafka's examples/transactions.c:
+ *
+ *   begin (lazily, at the first message) -> per message: process, produce the command or dead
+ *   letter, remember the next offset -> every transform.commit_messages messages or
+ *   transform.commit_interval_ms: send_offsets_to_transaction (with the consumer's group
+ *   metadata, so a zombie of an older generation is fenced by the group coordinator) + commit.
+ *
+ * A retriable error repeats the call; an abortable one aborts, rewinds the consumer to the
+ * committed offsets and redoes the work (bounded by transform.max_aborts in a row, since
+ * librdkafka 2.0.2 may need a second abort to bump the epoch); a fatal one (fenced) ends the
+ * process. On a revoke the open transaction is committed (aborted when the partitions were lost)
+ * before the partitions go, so the next owner starts exactly where this one stopped.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "dw_dlq.h"
+#include "dw_log.h"
+#include "dw_signal.h"
+#include "transform.h"
+
+#define FAC "transform"
+
+#ifndef DW_DEFAULT_SCHEMAS_DIR
+#define DW_DEFAULT_SCHEMAS_DIR "schemas"
+#endif
+
+const dw_conf_def_t tx_conf_defs[] = {
+    {"transform.maps", DW_CONF_STR, "all", 0, 0, NULL, 0, NULL,
+     "maps this worker serves: \"all\" (every map of maps.dir) or names separated by commas"},
+    {"transform.metadata_dir", DW_CONF_STR, DW_DEFAULT_SCHEMAS_DIR "/metadata", 0, 0, NULL, 0, NULL,
+     "folder of the table metadata the maps are checked against"},
+    {"transform.group_id", DW_CONF_STR, "dw-transform", 0, 0, NULL, 0, NULL,
+     "consumer group of the transform workers"},
+    {"transform.instance_id", DW_CONF_STR, NULL, 0, 0, NULL, 0, NULL,
+     "stable id of this instance, unique among running instances (pod name of a StatefulSet, "
+     "host-N); default: the host name"},
+    {"transform.transactional_id_prefix", DW_CONF_STR, "dw-transform", 0, 0, NULL, 0, NULL,
+     "transactional.id is <prefix>-<instance_id>"},
+    {"transform.commit_messages", DW_CONF_INT, "2000", 1, 1000000, NULL, 0, NULL,
+     "commit the transaction after this many input messages (also the batch cap)"},
+    {"transform.commit_interval_ms", DW_CONF_INT, "100", 1, 600000, NULL, 0, NULL,
+     "commit the open transaction when it is this old (ms)"},
+    {"transform.max_event_bytes", DW_CONF_INT, "1048576", 64, 1e9, NULL, 0, NULL,
+     "a larger input value is dead-lettered as poison (too_large)"},
+    {"transform.txn_timeout_ms", DW_CONF_INT, "30000", 1000, 600000, NULL, 0, NULL,
+     "bound of one transactional call (init, send offsets, commit, abort)"},
+    {"transform.max_aborts", DW_CONF_INT, "10", 1, 100000, NULL, 0, NULL,
+     "transactions aborted in a row before the worker gives up (exit 1)"},
+    {"transform.threads", DW_CONF_INT, "2", 0, 64, NULL, 0, NULL,
+     "mapping threads besides the loop thread (0: the loop thread maps alone); Kafka I/O stays "
+     "on the loop thread"},
+    {"transform.batch_messages", DW_CONF_INT, "500", 1, 100000, NULL, 0, NULL,
+     "messages taken from the consumer and mapped together (in parallel) at most"},
+    {"transform.poll_ms", DW_CONF_INT, "100", 1, 10000, NULL, 0, NULL,
+     "longest wait for a message, in ms"},
+    {"transform.stats_interval_ms", DW_CONF_INT, "10000", 0, 86400000, NULL, 0, NULL,
+     "log the counters at info level this often (0: never)"},
+    DW_CONF_END,
+};
+
+struct tx_loop_s {
+    const dw_conf_t *conf;
+    dw_mapset_t *set;
+    char **served; /* the configured map names, or NULL: every map of the set */
+    size_t nserved;
+    char **topics; /* the subscription */
+    size_t ntopics;
+    rd_kafka_t *producer, *consumer;
+    char instance[256];
+    char txid[512];
+    /* the open transaction */
+    bool txn_open;
+    int64_t txn_start_ms;
+    rd_kafka_topic_partition_list_t *offsets; /* next offset per partition */
+    tx_pending_t pending;
+    int aborts_in_row;
+    bool need_rewind;
+    /* the batch being mapped */
+    tx_pool_t *pool;
+    rd_kafka_message_t **batch;
+    tx_outcome_t *outs;
+    dw_err_t *errs;
+    uint64_t rebalance_epoch; /* bumped by every assign and revoke */
+    /* settings */
+    long long threads, batch_messages;
+    long long commit_messages, commit_interval_ms, max_event_bytes, txn_timeout_ms, max_aborts,
+        poll_ms, stats_interval_ms;
+    /* outcome */
+    bool fatal;
+    dw_err_t fatal_err;
+    char fatal_msg[1024];
+    int64_t last_consumer_warn_ms;
+    tx_counters_t counters;
+};
+
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int64_t mono_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+static int64_t wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void tx_fatal(tx_loop_t *loop, dw_err_t err, const char *msg)
+{
+    if (loop->fatal)
+        return;
+    loop->fatal = true;
+    loop->fatal_err = err ? err : DW_ERR_INTERNAL;
+    snprintf(loop->fatal_msg, sizeof(loop->fatal_msg), "%s", msg);
+    DW_ERROR(FAC, "%s", msg);
+}
+
+static void free_names(char **names, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free(names[i]);
+    free(names);
+}
+
+/* ---------------------------------------------------------------- maps and topics */
+
+/* Every served map must be in set. */
+static dw_err_t check_served(const tx_loop_t *loop, const dw_mapset_t *set, char *errstr,
+                             size_t errstr_size)
+{
+    for (size_t i = 0; i < loop->nserved; i++)
+        if (!dw_mapset_find(set, loop->served[i]))
+            return dw_errf(DW_ERR_CONFIG, errstr, errstr_size,
+                           "transform.maps: no map named \"%s\" in %s", loop->served[i],
+                           dw_conf_get_str(loop->conf, "maps.dir"));
+    return DW_OK;
+}
+
+/* The capture topics of the served maps of set: new array of new strings. */
+static dw_err_t build_topics(const tx_loop_t *loop, const dw_mapset_t *set, char ***topicsp,
+                             size_t *np)
+{
+    size_t nmaps = loop->served ? loop->nserved : dw_mapset_count(set);
+    char **topics = calloc(nmaps * 2 + 1, sizeof(*topics));
+    size_t n = 0;
+    if (!topics)
+        return DW_ERR_NOMEM;
+    for (size_t i = 0; i < nmaps; i++) {
+        const char *name = loop->served ? loop->served[i] : dw_map_name(dw_mapset_get(set, i));
+        for (int k = 0; k < 2; k++) {
+            char t[DW_KAFKA_TOPIC_MAX + 1];
+            if (dw_kafka_topic_name(t, sizeof(t), name, k ? DW_KAFKA_TOPIC_DV : DW_KAFKA_TOPIC_FO,
+                                    NULL, 0) != DW_OK)
+                continue;
+            if (!(topics[n] = strdup(t))) {
+                free_names(topics, n);
+                return DW_ERR_NOMEM;
+            }
+            n++;
+        }
+    }
+    *topicsp = topics;
+    *np = n;
+    return DW_OK;
+}
+
+static dw_err_t subscribe(tx_loop_t *loop, char *errstr, size_t errstr_size)
+{
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new((int)loop->ntopics);
+    for (size_t i = 0; i < loop->ntopics; i++)
+        rd_kafka_topic_partition_list_add(l, loop->topics[i], RD_KAFKA_PARTITION_UA);
+    rd_kafka_resp_err_t err = rd_kafka_subscribe(loop->consumer, l);
+    rd_kafka_topic_partition_list_destroy(l);
+    if (err)
+        return dw_errf(dw_kafka_err_map(err), errstr, errstr_size, "could not subscribe: %s",
+                       rd_kafka_err2str(err));
+    DW_INFO(FAC, "subscribed to %zu capture topic(s) of %zu map(s)", loop->ntopics,
+            loop->ntopics / 2);
+    return DW_OK;
+}
+
+/* ---------------------------------------------------------------- transactions */
+
+static void offsets_reset(tx_loop_t *loop)
+{
+    if (loop->offsets)
+        rd_kafka_topic_partition_list_destroy(loop->offsets);
+    loop->offsets = rd_kafka_topic_partition_list_new(16);
+}
+
+static void rewind_now(tx_loop_t *loop)
+{
+    char errstr[512];
+    dw_err_t err =
+        dw_kafka_consumer_rewind(loop->consumer, (int)loop->txn_timeout_ms, errstr, sizeof(errstr));
+    if (err) {
+        DW_WARN(FAC, "%s (retrying)", errstr);
+        loop->need_rewind = true;
+        return;
+    }
+    loop->need_rewind = false;
+}
+
+/* Abort the open transaction; the consumer goes back to the committed offsets (now, or on the
+ * next turn of the loop when called from the rebalance callback). */
+static void tx_abort(tx_loop_t *loop, const char *why, bool in_callback)
+{
+    char errstr[512];
+    dw_kafka_txn_action_t action = DW_KAFKA_TXN_OK;
+    dw_err_t err = DW_OK;
+    DW_WARN(FAC, "aborting the transaction: %s", why);
+    for (int i = 0; i < 5; i++) {
+        err = dw_kafka_txn_abort(loop->producer, (int)loop->txn_timeout_ms, &action, errstr,
+                                 sizeof(errstr));
+        if (action != DW_KAFKA_TXN_RETRY)
+            break;
+    }
+    loop->txn_open = false;
+    memset(&loop->pending, 0, sizeof(loop->pending));
+    offsets_reset(loop);
+    if (err && action == DW_KAFKA_TXN_FATAL) {
+        tx_fatal(loop, err, errstr);
+        return;
+    }
+    if (err)
+        DW_WARN(FAC, "%s", errstr);
+    loop->counters.txn_aborted++;
+    if (++loop->aborts_in_row > loop->max_aborts) {
+        char msg[768];
+        snprintf(msg, sizeof(msg), "giving up after %d transactions aborted in a row; last: %s",
+                 loop->aborts_in_row, why);
+        tx_fatal(loop, DW_ERR_KAFKA, msg);
+        return;
+    }
+    if (in_callback)
+        loop->need_rewind = true;
+    else
+        rewind_now(loop);
+}
+
+static dw_err_t tx_begin(tx_loop_t *loop)
+{
+    char errstr[512];
+    dw_kafka_txn_action_t action = DW_KAFKA_TXN_OK;
+    dw_err_t err = dw_kafka_txn_begin(loop->producer, &action, errstr, sizeof(errstr));
+    if (err) {
+        tx_fatal(loop, err, errstr);
+        return err;
+    }
+    loop->txn_open = true;
+    loop->txn_start_ms = mono_ms();
+    memset(&loop->pending, 0, sizeof(loop->pending));
+    return DW_OK;
+}
+
+/* Send the offsets and commit. On failure: abort (+ rewind) or fatal. */
+static void tx_commit(tx_loop_t *loop, bool in_callback)
+{
+    char errstr[512];
+    dw_kafka_txn_action_t action = DW_KAFKA_TXN_OK;
+    dw_err_t err = DW_OK;
+    if (!loop->txn_open || loop->fatal)
+        return;
+    if (loop->offsets->cnt > 0) {
+        for (int i = 0; i < 10; i++) {
+            err = dw_kafka_txn_send_offsets(loop->producer, loop->consumer, loop->offsets,
+                                            (int)loop->txn_timeout_ms, &action, errstr,
+                                            sizeof(errstr));
+            if (action != DW_KAFKA_TXN_RETRY)
+                break;
+            DW_WARN(FAC, "%s (retrying)", errstr);
+        }
+        if (err) {
+            if (action == DW_KAFKA_TXN_FATAL)
+                tx_fatal(loop, err, errstr);
+            else
+                tx_abort(loop, errstr, in_callback);
+            return;
+        }
+    }
+    for (int i = 0; i < 10; i++) {
+        err = dw_kafka_txn_commit(loop->producer, (int)loop->txn_timeout_ms, &action, errstr,
+                                  sizeof(errstr));
+        if (action != DW_KAFKA_TXN_RETRY)
+            break;
+        DW_WARN(FAC, "%s (retrying)", errstr);
+    }
+    if (err) {
+        if (action == DW_KAFKA_TXN_FATAL)
+            tx_fatal(loop, err, errstr);
+        else
+            tx_abort(loop, errstr, in_callback);
+        return;
+    }
+    tx_counters_commit(&loop->counters, &loop->pending);
+    DW_DEBUG(FAC, "committed a transaction of %" PRIu64 " message(s)", loop->pending.consumed);
+    loop->txn_open = false;
+    loop->aborts_in_row = 0;
+    memset(&loop->pending, 0, sizeof(loop->pending));
+    offsets_reset(loop);
+}
+
+/* ---------------------------------------------------------------- rebalances */
+
+static void tx_rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
+                            rd_kafka_topic_partition_list_t *parts, void *opaque)
+{
+    tx_loop_t *loop = opaque;
+    const char *proto = rd_kafka_rebalance_protocol(rk);
+    bool coop = proto && strcmp(proto, "COOPERATIVE") == 0;
+    rd_kafka_error_t *error = NULL;
+    rd_kafka_resp_err_t ret = RD_KAFKA_RESP_ERR_NO_ERROR;
+    loop->rebalance_epoch++;
+    switch (err) {
+    case RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS:
+        loop->counters.rebalances++;
+        DW_INFO(FAC, "assigned %d partition(s)", parts->cnt);
+        if (coop)
+            error = rd_kafka_incremental_assign(rk, parts);
+        else
+            ret = rd_kafka_assign(rk, parts);
+        break;
+    case RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS:
+        if (loop->txn_open && !loop->fatal) {
+            if (rd_kafka_assignment_lost(rk)) {
+                tx_abort(loop, "the partitions were lost", true);
+            } else {
+                DW_INFO(FAC, "committing the open transaction before %d partition(s) go",
+                        parts->cnt);
+                tx_commit(loop, true);
+            }
+        }
+        DW_INFO(FAC, "revoked %d partition(s)", parts->cnt);
+        if (coop)
+            error = rd_kafka_incremental_unassign(rk, parts);
+        else
+            ret = rd_kafka_assign(rk, NULL);
+        break;
+    default:
+        DW_ERROR(FAC, "rebalance failed: %s", rd_kafka_err2str(err));
+        if (loop->txn_open && !loop->fatal)
+            tx_abort(loop, "the rebalance failed", true);
+        ret = rd_kafka_assign(rk, NULL);
+        break;
+    }
+    if (error) {
+        DW_ERROR(FAC, "could not apply the rebalance: %s", rd_kafka_error_string(error));
+        rd_kafka_error_destroy(error);
+    } else if (ret) {
+        DW_ERROR(FAC, "could not apply the rebalance: %s", rd_kafka_err2str(ret));
+    }
+}
+
+/* ---------------------------------------------------------------- one message */
+
+static void tx_produce(tx_loop_t *loop, const dw_kafka_msg_t *m, rd_kafka_headers_t *hdrs)
+{
+    char errstr[512];
+    int64_t deadline = mono_ms() + loop->txn_timeout_ms;
+    dw_err_t err;
+    for (;;) {
+        err = dw_kafka_produce(loop->producer, m, hdrs, 1000, errstr, sizeof(errstr));
+        hdrs = NULL; /* taken */
+        if (err != DW_ERR_QUEUE_FULL || mono_ms() >= deadline || dw_signal_stop_requested())
+            break;
+        DW_WARN(FAC, "%s (waiting)", errstr);
+    }
+    if (!err)
+        return;
+    if (err == DW_ERR_FENCED || rd_kafka_fatal_error(loop->producer, NULL, 0))
+        tx_fatal(loop, err, errstr);
+    else
+        tx_abort(loop, errstr, false);
+}
+
+/* Produce the outcome of one message (mapped already) in the open transaction and remember its
+ * offset. out: borrowed (the caller clears it). */
+static void tx_emit(tx_loop_t *loop, rd_kafka_message_t *rkm, const tx_outcome_t *outp, int64_t t0)
+{
+    const tx_outcome_t *o = outp;
+    const char *topic = rd_kafka_topic_name(rkm->rkt);
+    rd_kafka_headers_t *hdrs = NULL;
+    dw_kafka_msg_t m = DW_KAFKA_MSG_INIT;
+    m.topic = o->topic;
+    switch (o->kind) {
+    case TX_OUT_COMMAND:
+        hdrs = dw_kafka_headers_dw(o->map, o->source, o->op, o->correlation_id);
+        if (o->key) {
+            m.key = o->key;
+            m.key_len = o->key_len;
+        } else {
+            m.key = rkm->key;
+            m.key_len = rkm->key_len;
+        }
+        m.value = o->value;
+        m.value_len = o->value_len;
+        break;
+    case TX_OUT_DLQ: {
+        rd_kafka_headers_t *orig = NULL;
+        if (rd_kafka_message_headers(rkm, &orig) != RD_KAFKA_RESP_ERR_NO_ERROR)
+            orig = NULL;
+        dw_dlq_info_t info = {
+            .cls = o->cls,
+            .reason = o->reason,
+            .field = o->field,
+            .message = o->message,
+            .stage = "transform",
+            .origin_topic = topic,
+            .origin_partition = rkm->partition,
+            .origin_offset = rkm->offset,
+            .now_ms = wall_ms(),
+            .instance = loop->instance,
+        };
+        hdrs = dw_dlq_headers(orig, &info);
+        m.key = rkm->key;
+        m.key_len = rkm->key_len;
+        m.value = rkm->payload;
+        m.value_len = rkm->len;
+        DW_WARN(FAC, "dead letter: %s [%" PRId32 "] @%" PRId64 " -> %s: class=%s reason=%s %s",
+                topic, rkm->partition, rkm->offset, o->topic, o->cls, o->reason, o->message);
+        break;
+    }
+    case TX_OUT_DROP:
+        loop->pending.dropped++;
+        break;
+    case TX_OUT_SKIP:
+        loop->pending.skipped++;
+        break;
+    }
+    if (o->kind == TX_OUT_COMMAND || o->kind == TX_OUT_DLQ) {
+        if (!hdrs) {
+            tx_fatal(loop, DW_ERR_NOMEM, "out of memory");
+            return;
+        }
+        bool was_open = loop->txn_open;
+        tx_produce(loop, &m, hdrs);
+        if (loop->fatal || !loop->txn_open || !was_open)
+            return; /* aborted: the message is consumed again after the rewind */
+        if (o->kind == TX_OUT_COMMAND)
+            loop->pending.produced++;
+        else
+            loop->pending.dead_lettered++;
+    }
+    loop->pending.consumed++;
+    rd_kafka_topic_partition_t *p =
+        rd_kafka_topic_partition_list_find(loop->offsets, topic, rkm->partition);
+    if (!p)
+        p = rd_kafka_topic_partition_list_add(loop->offsets, topic, rkm->partition);
+    p->offset = rkm->offset + 1;
+    tx_counters_latency(&loop->counters, (uint64_t)(mono_us() - t0));
+}
+
+/* Map a batch (on the pool) and produce its outcomes in order. msgs: borrowed. */
+static void tx_handle_batch(tx_loop_t *loop, rd_kafka_message_t **msgs, size_t n)
+{
+    int64_t t0 = mono_us();
+    if (!loop->txn_open && tx_begin(loop) != DW_OK)
+        return;
+    tx_pool_map(loop->pool, loop->set, msgs, n, (size_t)loop->max_event_bytes, loop->outs,
+                loop->errs);
+    for (size_t i = 0; i < n; i++) {
+        if (loop->fatal || !loop->txn_open)
+            break; /* aborted and rewound: the rest is consumed again */
+        if (loop->errs[i]) {
+            tx_fatal(loop, loop->errs[i], "out of memory");
+            break;
+        }
+        tx_emit(loop, msgs[i], &loop->outs[i], t0);
+    }
+    for (size_t i = 0; i < n; i++)
+        tx_outcome_clear(&loop->outs[i]);
+}
+
+/* ---------------------------------------------------------------- reload */
+
+static void tx_reload(tx_loop_t *loop)
+{
+    char errstr[1024];
+    const char *maps_dir = dw_conf_get_str(loop->conf, "maps.dir");
+    const char *meta_dir = dw_conf_get_str(loop->conf, "transform.metadata_dir");
+    char **topics = NULL;
+    size_t ntopics = 0;
+    DW_INFO(FAC, "reloading the maps of %s", maps_dir);
+    dw_mapset_t *set = dw_mapset_load(maps_dir, meta_dir, NULL, errstr, sizeof(errstr));
+    if (!set || check_served(loop, set, errstr, sizeof(errstr)) != DW_OK) {
+        loop->counters.reload_failures++;
+        DW_ERROR(FAC, "reload failed, keeping the maps loaded before: %s", errstr);
+        dw_mapset_destroy(set);
+        return;
+    }
+    if (build_topics(loop, set, &topics, &ntopics) != DW_OK) {
+        dw_mapset_destroy(set);
+        tx_fatal(loop, DW_ERR_NOMEM, "out of memory");
+        return;
+    }
+    /* one transaction, one map set */
+    tx_commit(loop, false);
+    dw_mapset_destroy(loop->set);
+    loop->set = set;
+    loop->counters.reloads++;
+    bool changed = ntopics != loop->ntopics;
+    for (size_t i = 0; i < ntopics && !changed; i++)
+        changed = strcmp(topics[i], loop->topics[i]) != 0;
+    free_names(loop->topics, loop->ntopics);
+    loop->topics = topics;
+    loop->ntopics = ntopics;
+    char versions[512] = "";
+    size_t o = 0;
+    for (size_t i = 0; i < dw_mapset_count(set) && o < sizeof(versions) - 1; i++) {
+        const dw_map_t *m = dw_mapset_get(set, i);
+        int w = snprintf(versions + o, sizeof(versions) - o, "%s%s@%d", i ? " " : "",
+                         dw_map_name(m), dw_map_version(m));
+        if (w < 0)
+            break;
+        o += (size_t)w;
+    }
+    DW_INFO(FAC, "maps reloaded: %zu map(s): %s%s", dw_mapset_count(set), versions,
+            o >= sizeof(versions) - 1 ? "..." : "");
+    if (changed && subscribe(loop, errstr, sizeof(errstr)) != DW_OK)
+        tx_fatal(loop, DW_ERR_KAFKA, errstr);
+}
+
+/* ---------------------------------------------------------------- life cycle */
+
+static dw_err_t parse_served(tx_loop_t *loop, const char *spec, char *errstr, size_t errstr_size)
+{
+    if (!spec || strcmp(spec, "all") == 0 || !*spec)
+        return DW_OK;
+    char *copy = strdup(spec);
+    if (!copy)
+        return DW_ERR_NOMEM;
+    size_t cap = 1;
+    for (const char *p = spec; *p; p++)
+        cap += *p == ',';
+    loop->served = calloc(cap, sizeof(char *));
+    dw_err_t ret = loop->served ? DW_OK : DW_ERR_NOMEM;
+    char *save = NULL;
+    for (char *t = strtok_r(copy, ", ", &save); t && !ret; t = strtok_r(NULL, ", ", &save)) {
+        if ((ret = dw_kafka_map_name_check(t, false, errstr, errstr_size)) != DW_OK) {
+            char why[256];
+            snprintf(why, sizeof(why), "%s", errstr);
+            ret = dw_errf(DW_ERR_CONFIG, errstr, errstr_size, "transform.maps: %s", why);
+            break;
+        }
+        if (!(loop->served[loop->nserved] = strdup(t)))
+            ret = DW_ERR_NOMEM;
+        else
+            loop->nserved++;
+    }
+    free(copy);
+    if (!ret && loop->nserved == 0)
+        ret = dw_errf(DW_ERR_CONFIG, errstr, errstr_size, "transform.maps: no map named");
+    return ret;
+}
+
+tx_loop_t *tx_loop_new(const dw_conf_t *conf, int *exit_code, char *errstr, size_t errstr_size)
+{
+    *exit_code = 1;
+    tx_loop_t *loop = calloc(1, sizeof(*loop));
+    if (!loop) {
+        dw_errf(DW_ERR_NOMEM, errstr, errstr_size, "out of memory");
+        return NULL;
+    }
+    loop->conf = conf;
+    loop->commit_messages = dw_conf_get_int(conf, "transform.commit_messages");
+    loop->commit_interval_ms = dw_conf_get_int(conf, "transform.commit_interval_ms");
+    loop->max_event_bytes = dw_conf_get_int(conf, "transform.max_event_bytes");
+    loop->txn_timeout_ms = dw_conf_get_int(conf, "transform.txn_timeout_ms");
+    loop->max_aborts = dw_conf_get_int(conf, "transform.max_aborts");
+    loop->poll_ms = dw_conf_get_int(conf, "transform.poll_ms");
+    loop->stats_interval_ms = dw_conf_get_int(conf, "transform.stats_interval_ms");
+    loop->threads = dw_conf_get_int(conf, "transform.threads");
+    loop->batch_messages = dw_conf_get_int(conf, "transform.batch_messages");
+    offsets_reset(loop);
+    loop->batch = calloc((size_t)loop->batch_messages, sizeof(*loop->batch));
+    loop->outs = calloc((size_t)loop->batch_messages, sizeof(*loop->outs));
+    loop->errs = calloc((size_t)loop->batch_messages, sizeof(*loop->errs));
+    loop->pool = tx_pool_new((int)loop->threads);
+    if (!loop->batch || !loop->outs || !loop->errs || !loop->pool) {
+        dw_errf(DW_ERR_NOMEM, errstr, errstr_size, "out of memory or threads");
+        tx_loop_destroy(loop);
+        return NULL;
+    }
+
+    const char *inst = dw_conf_get_str(conf, "transform.instance_id");
+    if (inst && *inst) {
+        snprintf(loop->instance, sizeof(loop->instance), "%s", inst);
+    } else if (gethostname(loop->instance, sizeof(loop->instance) - 1) != 0 || !loop->instance[0]) {
+        snprintf(loop->instance, sizeof(loop->instance), "localhost");
+    }
+    snprintf(loop->txid, sizeof(loop->txid), "%s-%s",
+             dw_conf_get_str(conf, "transform.transactional_id_prefix"), loop->instance);
+
+    dw_err_t err = parse_served(loop, dw_conf_get_str(conf, "transform.maps"), errstr, errstr_size);
+    if (err) {
+        *exit_code = err == DW_ERR_NOMEM ? 1 : 2;
+        goto fail;
+    }
+    const char *maps_dir = dw_conf_get_str(conf, "maps.dir");
+    const char *meta_dir = dw_conf_get_str(conf, "transform.metadata_dir");
+    char why[1024];
+    loop->set = dw_mapset_load(maps_dir, meta_dir, NULL, why, sizeof(why));
+    if (!loop->set) {
+        dw_errf(DW_ERR_CONFIG, errstr, errstr_size, "could not load the maps of %s: %s", maps_dir,
+                why);
+        *exit_code = 2;
+        goto fail;
+    }
+    if (check_served(loop, loop->set, errstr, errstr_size) != DW_OK) {
+        *exit_code = 2;
+        goto fail;
+    }
+    if (build_topics(loop, loop->set, &loop->topics, &loop->ntopics) != DW_OK) {
+        dw_errf(DW_ERR_NOMEM, errstr, errstr_size, "out of memory");
+        goto fail;
+    }
+    if (loop->ntopics == 0) {
+        dw_errf(DW_ERR_CONFIG, errstr, errstr_size, "no map to serve in %s", maps_dir);
+        *exit_code = 2;
+        goto fail;
+    }
+
+    char client_id[300];
+    snprintf(client_id, sizeof(client_id), "dw-transform-%s", loop->instance);
+    dw_kafka_producer_opts_t popts;
+    dw_kafka_producer_opts_init(&popts);
+    popts.transactional_id = loop->txid;
+    popts.client_id = client_id;
+    popts.opaque = loop;
+    loop->producer = dw_kafka_producer_new(conf, &popts, errstr, errstr_size);
+    if (!loop->producer) {
+        *exit_code = 2;
+        goto fail;
+    }
+    dw_kafka_consumer_opts_t copts;
+    dw_kafka_consumer_opts_init(&copts);
+    copts.group_id = dw_conf_get_str(conf, "transform.group_id");
+    copts.client_id = client_id;
+    copts.isolation_level = "read_committed";
+    copts.cooperative = true;
+    copts.rebalance_cb = tx_rebalance_cb;
+    copts.opaque = loop;
+    loop->consumer = dw_kafka_consumer_new(conf, &copts, errstr, errstr_size);
+    if (!loop->consumer) {
+        *exit_code = 2;
+        goto fail;
+    }
+    /* init_transactions fences an older producer with the same transactional.id and aborts or
+     * completes what it left open. */
+    int64_t deadline = mono_ms() + 2 * loop->txn_timeout_ms;
+    dw_kafka_txn_action_t action = DW_KAFKA_TXN_OK;
+    for (;;) {
+        err = dw_kafka_txn_init(loop->producer, (int)loop->txn_timeout_ms, &action, errstr,
+                                errstr_size);
+        if (!err || action != DW_KAFKA_TXN_RETRY || mono_ms() >= deadline ||
+            dw_signal_stop_requested())
+            break;
+        DW_WARN(FAC, "%s (retrying)", errstr);
+    }
+    if (err)
+        goto fail;
+    DW_INFO(FAC, "instance %s: transactional.id %s, group %s, %zu map(s)", loop->instance,
+            loop->txid, copts.group_id, dw_mapset_count(loop->set));
+    if (subscribe(loop, errstr, errstr_size) != DW_OK)
+        goto fail;
+    *exit_code = 0;
+    return loop;
+fail:
+    tx_loop_destroy(loop);
+    return NULL;
+}
+
+static void consumer_error(tx_loop_t *loop, const rd_kafka_message_t *rkm)
+{
+    if (rkm->err == RD_KAFKA_RESP_ERR__PARTITION_EOF)
+        return;
+    char errstr[512];
+    rd_kafka_resp_err_t ferr = rd_kafka_fatal_error(loop->consumer, errstr, sizeof(errstr));
+    if (ferr) {
+        char msg[640];
+        snprintf(msg, sizeof(msg), "fatal consumer error: %s", errstr);
+        tx_fatal(loop, dw_kafka_err_map(ferr), msg);
+        return;
+    }
+    int64_t now = mono_ms();
+    if (now - loop->last_consumer_warn_ms >= 30000) {
+        loop->last_consumer_warn_ms = now;
+        DW_WARN(FAC, "consumer: %s%s%s", rkm->rkt ? rd_kafka_topic_name(rkm->rkt) : "",
+                rkm->rkt ? ": " : "", rd_kafka_message_errstr(rkm));
+    }
+}
+
+/* After a rebalance during the gathering: messages of partitions this instance no longer owns
+ * are dropped (their new owner starts at the offsets committed on revoke); the rest follow the
+ * last processed message of their partition, so they stay. Returns the new count. */
+static size_t tx_drop_unassigned(tx_loop_t *loop, size_t n)
+{
+    rd_kafka_topic_partition_list_t *owned = NULL;
+    if (rd_kafka_assignment(loop->consumer, &owned) != RD_KAFKA_RESP_ERR_NO_ERROR) {
+        for (size_t i = 0; i < n; i++)
+            rd_kafka_message_destroy(loop->batch[i]);
+        loop->need_rewind = true;
+        return 0;
+    }
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        rd_kafka_message_t *m = loop->batch[i];
+        if (rd_kafka_topic_partition_list_find(owned, rd_kafka_topic_name(m->rkt), m->partition))
+            loop->batch[k++] = m;
+        else
+            rd_kafka_message_destroy(m);
+    }
+    rd_kafka_topic_partition_list_destroy(owned);
+    if (k < n)
+        DW_INFO(FAC, "dropped %zu fetched message(s) of revoked partitions", n - k);
+    return k;
+}
+
+dw_err_t tx_loop_run(tx_loop_t *loop, char *errstr, size_t errstr_size)
+{
+    int64_t last_stats = mono_ms();
+    while (!dw_signal_stop_requested() && !loop->fatal) {
+        if (dw_signal_reload_take())
+            tx_reload(loop);
+        rd_kafka_poll(loop->producer, 0);
+        if (loop->need_rewind) {
+            rewind_now(loop);
+            if (loop->need_rewind) {
+                rd_kafka_message_t *skip = rd_kafka_consumer_poll(loop->consumer, 100);
+                if (skip)
+                    rd_kafka_message_destroy(skip); /* consumed again after the rewind */
+                continue;
+            }
+        }
+        int timeout = (int)loop->poll_ms;
+        if (loop->txn_open) {
+            int64_t left = loop->txn_start_ms + loop->commit_interval_ms - mono_ms();
+            timeout = left < 0 ? 0 : (left < timeout ? (int)left : timeout);
+        }
+        /* gather a batch: wait for the first message, take what is ready after it */
+        size_t cap = (size_t)loop->batch_messages;
+        if (loop->txn_open) {
+            long long room = loop->commit_messages - (long long)loop->pending.consumed;
+            if (room < 1)
+                room = 1;
+            if ((size_t)room < cap)
+                cap = (size_t)room;
+        }
+        size_t n = 0;
+        uint64_t epoch = loop->rebalance_epoch;
+        rd_kafka_message_t *rkm = rd_kafka_consumer_poll(loop->consumer, timeout);
+        while (rkm) {
+            if (rkm->err) {
+                consumer_error(loop, rkm);
+                rd_kafka_message_destroy(rkm);
+            } else {
+                loop->batch[n++] = rkm;
+            }
+            if (n >= cap || loop->fatal)
+                break;
+            rkm = rd_kafka_consumer_poll(loop->consumer, 0);
+        }
+        if (n > 0 && loop->need_rewind) {
+            /* the rebalance callback aborted: what was fetched is consumed again */
+            for (size_t i = 0; i < n; i++)
+                rd_kafka_message_destroy(loop->batch[i]);
+            n = 0;
+        }
+        if (n > 0 && epoch != loop->rebalance_epoch)
+            n = tx_drop_unassigned(loop, n);
+        if (n > 0 && !loop->fatal)
+            tx_handle_batch(loop, loop->batch, n);
+        for (size_t i = 0; i < n; i++)
+            rd_kafka_message_destroy(loop->batch[i]);
+        int64_t now = mono_ms();
+        if (loop->txn_open && ((long long)loop->pending.consumed >= loop->commit_messages ||
+                               now - loop->txn_start_ms >= loop->commit_interval_ms))
+            tx_commit(loop, false);
+        if (loop->stats_interval_ms > 0 && now - last_stats >= loop->stats_interval_ms) {
+            char line[1024];
+            tx_counters_format(&loop->counters, line, sizeof(line));
+            DW_INFO(FAC, "counters: %s", line);
+            last_stats = now;
+        }
+    }
+    if (!loop->fatal) {
+        DW_INFO(FAC, "stopping: committing the open transaction");
+        tx_commit(loop, false);
+    }
+    char line[1024];
+    tx_counters_format(&loop->counters, line, sizeof(line));
+    DW_INFO(FAC, "counters: %s", line);
+    if (loop->fatal)
+        return dw_errf(loop->fatal_err, errstr, errstr_size, "%s", loop->fatal_msg);
+    return DW_OK;
+}
+
+const tx_counters_t *tx_loop_counters(const tx_loop_t *loop)
+{
+    return &loop->counters;
+}
+
+void tx_loop_destroy(tx_loop_t *loop)
+{
+    if (!loop)
+        return;
+    if (loop->consumer) {
+        /* close: the revoke callback sees no open transaction (committed by tx_loop_run, or
+         * left to the broker to abort after a fatal error) */
+        loop->fatal = loop->fatal || loop->txn_open;
+        dw_kafka_consumer_destroy(loop->consumer);
+    }
+    if (loop->producer) {
+        char errstr[256];
+        dw_kafka_flush(loop->producer, 5000, NULL, errstr, sizeof(errstr));
+        rd_kafka_destroy(loop->producer);
+    }
+    if (loop->offsets)
+        rd_kafka_topic_partition_list_destroy(loop->offsets);
+    tx_pool_destroy(loop->pool);
+    free(loop->batch);
+    free(loop->outs);
+    free(loop->errs);
+    dw_mapset_destroy(loop->set);
+    free_names(loop->served, loop->nserved);
+    free_names(loop->topics, loop->ntopics);
+    free(loop);
+}
