@@ -75,15 +75,7 @@ typedef struct {
 
 /* ---- small helpers ---------------------------------------------------------------------------- */
 
-static void sqlf(char *buf, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void sqlf(char *buf, const char *fmt, ...)
-{
-    size_t len = strlen(buf);
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(buf + len, DV_SQL_MAX > len ? DV_SQL_MAX - len : 0, fmt, ap);
-    va_end(ap);
-}
+#define sqlf(buf, ...) emu_store_sqlcat(buf, DV_SQL_MAX, __VA_ARGS__)
 
 static void uuid_new(char out[37])
 {
@@ -107,31 +99,6 @@ static void caller_id(const char *client, char out[37])
         h = (h ^ (unsigned char)*p) * 1099511628211ULL;
     snprintf(out, 37, "%08llx-%04llx-4%03llx-8%03llx-%012llx", h >> 32, (h >> 16) & 0xffff,
              h & 0xfff, (h >> 52) & 0xfff, (h * 31) & 0xffffffffffffULL);
-}
-
-static size_t utf8_len(const char *s)
-{
-    size_t n = 0;
-    for (; *s; s++)
-        if (((unsigned char)*s & 0xc0) != 0x80)
-            n++;
-    return n;
-}
-
-static void url_encode(char *out, size_t size, const char *s)
-{
-    size_t o = strlen(out);
-    for (; *s && o + 4 < size; s++) {
-        unsigned char c = (unsigned char)*s;
-        if (isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~' || c == '$' || c == ',' ||
-            c == '(' || c == ')' || c == '\'' || c == '!' || c == ':' || c == '/') {
-            out[o++] = (char)c;
-        } else {
-            snprintf(out + o, size - o, "%%%02X", c);
-            o += 3;
-        }
-    }
-    out[o] = '\0';
 }
 
 static void dv_prefer_parse(const char *h, dv_prefer_t *p)
@@ -424,30 +391,6 @@ static dw_err_t dv_fetch(dw_pg_t *pg, const emu_table_t *t, const dv_key_t *k, b
 
 /* ---- input validation ------------------------------------------------------------------------ */
 
-static bool datetime_ok(const char *s, bool date_only)
-{
-    /* YYYY-MM-DD[THH:MM[:SS[.fff]](Z|+HH:MM|-HH:MM)] */
-    size_t l = strlen(s);
-    if (l < 10)
-        return false;
-    for (int i = 0; i < 10; i++) {
-        if (i == 4 || i == 7) {
-            if (s[i] != '-')
-                return false;
-        } else if (!isdigit((unsigned char)s[i])) {
-            return false;
-        }
-    }
-    if (l == 10)
-        return true;
-    if (date_only || s[10] != 'T')
-        return false;
-    for (size_t i = 11; i < l; i++)
-        if (!(isdigit((unsigned char)s[i]) || strchr(":.Z+-", s[i])))
-            return false;
-    return l >= 16;
-}
-
 static const char *edm_type(emu_type_t ty)
 {
     switch (ty) {
@@ -602,7 +545,7 @@ static bool dv_in(dv_t *d, json_t *body, bool create, json_t *store)
         switch (c->type) {
         case EMU_T_STRING:
             ok = json_is_string(v);
-            if (ok && c->max_length > 0 && utf8_len(json_string_value(v)) > (size_t)c->max_length) {
+            if (ok && c->max_length > 0 && emu_odata_utf8_len(json_string_value(v)) > (size_t)c->max_length) {
                 emu_resp_error(d->resp, 400, DV_E_VALIDATION,
                                "A validation error occurred. The length of the '%s' attribute of the '%s' entity exceeded the maximum allowed length of '%lld'.",
                                c->name, t->name, c->max_length);
@@ -620,7 +563,7 @@ static bool dv_in(dv_t *d, json_t *body, bool create, json_t *store)
             break;
         case EMU_T_DATE:
         case EMU_T_DATETIME:
-            ok = json_is_string(v) && datetime_ok(json_string_value(v), c->type == EMU_T_DATE);
+            ok = json_is_string(v) && emu_odata_datetime_ok(json_string_value(v), c->type == EMU_T_DATE);
             break;
         case EMU_T_GUID:
             ok = json_is_string(v) && emu_odata_is_guid(json_string_value(v));
@@ -1413,14 +1356,14 @@ static void dv_next_link(dv_t *d, const char *skiptoken, const char *drop, char 
         if (!first)
             strncat(out, "&", size - strlen(out) - 1);
         first = false;
-        url_encode(out, size, d->req->arg_names[i]);
+        emu_odata_url_encode(out, size, d->req->arg_names[i]);
         strncat(out, "=", size - strlen(out) - 1);
-        url_encode(out, size, d->req->arg_values[i]);
+        emu_odata_url_encode(out, size, d->req->arg_values[i]);
     }
     if (!first)
         strncat(out, "&", size - strlen(out) - 1);
     strncat(out, "$skiptoken=", size - strlen(out) - 1);
-    url_encode(out, size, skiptoken);
+    emu_odata_url_encode(out, size, skiptoken);
 }
 
 static void dv_order_sql(const dv_t *d, const emu_odata_query_t *q, char *sql)
@@ -1614,10 +1557,25 @@ dw_err_t emu_dv_expire_tokens(emu_ctx_t *ctx, char *errstr, size_t errstr_size)
     dw_pg_t *pg = emu_store_acquire(ctx->store, errstr, errstr_size);
     if (!pg)
         return DW_ERR_PG_CONN;
+    /* Every token carries a version <= the sequence's current value. Taking one more version
+     * (under the writers' lock, so no write is in flight) and refusing tokens below it expires
+     * every token issued before this call, including one issued after the last change, while a
+     * token issued afterwards (version >= the one taken) stays valid. */
+    const char *schema = emu_store_schema(ctx->store);
     char sql[DV_SQL_MAX] = "";
-    sqlf(sql, "INSERT INTO \"%s\".\"_state\"(k, v) SELECT 'ct_min_version', last_value::text FROM \"%s\".\"_version_seq\""
-         " ON CONFLICT (k) DO UPDATE SET v = EXCLUDED.v", emu_store_schema(ctx->store), emu_store_schema(ctx->store));
-    dw_err_t err = dw_pg_exec(pg, sql, 0, NULL, NULL, errstr, errstr_size);
+    sqlf(sql, "INSERT INTO \"%s\".\"_state\"(k, v) SELECT 'ct_min_version', nextval('\"%s\".\"_version_seq\"')::text"
+         " ON CONFLICT (k) DO UPDATE SET v = EXCLUDED.v", schema, schema);
+    const char *p[1] = {schema};
+    dw_err_t err = dw_pg_begin(pg, errstr, errstr_size);
+    if (!err)
+        err = dw_pg_exec(pg, "SELECT pg_advisory_xact_lock(hashtext($1))", 1, p, NULL, errstr,
+                         errstr_size);
+    if (!err)
+        err = dw_pg_exec(pg, sql, 0, NULL, NULL, errstr, errstr_size);
+    if (!err)
+        err = dw_pg_commit(pg, errstr, errstr_size);
+    else
+        dw_pg_rollback(pg, NULL, 0);
     emu_store_release(ctx->store, pg);
     return err;
 }
@@ -1794,7 +1752,7 @@ static void dv_changes(dv_t *d, const emu_odata_query_t *q, const dv_prefer_t *p
             strncat(link, "&", sizeof(link) - strlen(link) - 1);
         }
         strncat(link, "$deltatoken=", sizeof(link) - strlen(link) - 1);
-        url_encode(link, sizeof(link), tok);
+        emu_odata_url_encode(link, sizeof(link), tok);
         json_object_set_new(o, "@odata.deltaLink", json_string(link));
     }
     dw_pg_commit(d->pg, NULL, 0);
@@ -1913,39 +1871,28 @@ static bool dv_batch_begin(void *opaque, void **txn, emu_resp_t *err_resp)
 {
     emu_ctx_t *ctx = opaque;
     char errstr[512];
-    dw_pg_t *pg = emu_store_acquire(ctx->store, errstr, sizeof(errstr));
-    *txn = NULL;
-    if (!pg) {
+    *txn = emu_store_acquire_write(ctx->store, errstr, sizeof(errstr));
+    if (!*txn)
         emu_resp_error(err_resp, 503, DV_E_UNEXPECTED, "The database is unavailable.");
-        return false;
-    }
-    if (emu_store_begin_write(ctx->store, pg, errstr, sizeof(errstr))) {
-        emu_store_release(ctx->store, pg);
-        emu_resp_error(err_resp, 503, DV_E_UNEXPECTED, "The database is unavailable.");
-        return false;
-    }
-    *txn = pg;
-    return true;
+    return *txn != NULL;
 }
 
 static bool dv_batch_commit(void *opaque, void *txn, emu_resp_t *err_resp)
 {
     emu_ctx_t *ctx = opaque;
     char errstr[512];
-    dw_err_t err = dw_pg_commit(txn, errstr, sizeof(errstr));
+    dw_err_t err = emu_store_commit_release(ctx->store, txn, errstr, sizeof(errstr));
     if (err) {
         DW_ERROR("dv", "change set commit failed: %s", errstr);
         emu_resp_error(err_resp, 500, DV_E_UNEXPECTED, "An unexpected error occurred.");
     }
-    emu_store_release(ctx->store, txn);
     return !err;
 }
 
 static void dv_batch_rollback(void *opaque, void *txn)
 {
     emu_ctx_t *ctx = opaque;
-    dw_pg_rollback(txn, NULL, 0);
-    emu_store_release(ctx->store, txn);
+    emu_store_rollback_release(ctx->store, txn);
 }
 
 static void dv_batch_dispatch(void *opaque, emu_req_t *req, emu_resp_t *resp)

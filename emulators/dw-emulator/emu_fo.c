@@ -53,15 +53,7 @@ typedef struct {
     size_t n;
 } fo_key_t;
 
-static void sqlf(char *buf, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void sqlf(char *buf, const char *fmt, ...)
-{
-    size_t len = strlen(buf);
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(buf + len, FO_SQL_MAX > len ? FO_SQL_MAX - len : 0, fmt, ap);
-    va_end(ap);
-}
+#define sqlf(buf, ...) emu_store_sqlcat(buf, FO_SQL_MAX, __VA_ARGS__)
 
 void emu_fo_error(emu_resp_t *resp, unsigned status, const char *type, const char *fmt, ...)
 {
@@ -130,30 +122,6 @@ static void fo_pg_error(fo_t *d, dw_err_t err, const char *errstr)
         DW_ERROR("fo", "database error: %s", errstr);
         emu_fo_error(d->resp, 500, FO_T_DB, "An error has occurred.");
     }
-}
-
-static size_t utf8_len(const char *s)
-{
-    size_t n = 0;
-    for (; *s; s++)
-        if (((unsigned char)*s & 0xc0) != 0x80)
-            n++;
-    return n;
-}
-
-static void url_encode(char *out, size_t size, const char *s)
-{
-    size_t o = strlen(out);
-    for (; *s && o + 4 < size; s++) {
-        unsigned char c = (unsigned char)*s;
-        if (isalnum(c) || strchr("-_.~$,()'!:/", c)) {
-            out[o++] = (char)c;
-        } else {
-            snprintf(out + o, size - o, "%%%02X", c);
-            o += 3;
-        }
-    }
-    out[o] = '\0';
 }
 
 static void lower(char *s)
@@ -365,7 +333,7 @@ static void fo_entity_url(const fo_t *d, json_t *row, char *out, size_t size)
             snprintf(lit, sizeof(lit), "%s", k.vals[i]);
         size_t l = strlen(out);
         snprintf(out + l, size > l ? size - l : 0, "%s%s=", i ? "," : "", k.cols[i]);
-        url_encode(out, size, lit);
+        emu_odata_url_encode(out, size, lit);
     }
     strncat(out, ")", size - strlen(out) - 1);
 }
@@ -427,29 +395,6 @@ static bool fo_check_query_cols(fo_t *d, const emu_odata_query_t *q)
 
 /* ---- input validation ------------------------------------------------------------------------ */
 
-static bool datetime_ok(const char *s, bool date_only)
-{
-    size_t l = strlen(s);
-    if (l < 10)
-        return false;
-    for (int i = 0; i < 10; i++) {
-        if (i == 4 || i == 7) {
-            if (s[i] != '-')
-                return false;
-        } else if (!isdigit((unsigned char)s[i])) {
-            return false;
-        }
-    }
-    if (l == 10)
-        return true;
-    if (date_only || s[10] != 'T')
-        return false;
-    for (size_t i = 11; i < l; i++)
-        if (!(isdigit((unsigned char)s[i]) || strchr(":.Z+-", s[i])))
-            return false;
-    return l >= 16;
-}
-
 /* Convert a request body (borrowed) into storage form in store. */
 static bool fo_in(fo_t *d, json_t *body, bool create, json_t *store)
 {
@@ -488,7 +433,7 @@ static bool fo_in(fo_t *d, json_t *body, bool create, json_t *store)
         switch (c->type) {
         case EMU_T_STRING:
             ok = json_is_string(v);
-            if (ok && c->max_length > 0 && utf8_len(json_string_value(v)) > (size_t)c->max_length) {
+            if (ok && c->max_length > 0 && emu_odata_utf8_len(json_string_value(v)) > (size_t)c->max_length) {
                 emu_fo_error(d->resp, 400, FO_T_WRITE,
                              "Write failed for table row of type '%s'. Infolog: Error: The value of field '%s' is longer than its maximum length of %lld characters.",
                              t->name, c->name, c->max_length);
@@ -518,7 +463,7 @@ static bool fo_in(fo_t *d, json_t *body, bool create, json_t *store)
             break;
         case EMU_T_DATE:
         case EMU_T_DATETIME:
-            ok = json_is_string(v) && datetime_ok(json_string_value(v), c->type == EMU_T_DATE);
+            ok = json_is_string(v) && emu_odata_datetime_ok(json_string_value(v), c->type == EMU_T_DATE);
             break;
         case EMU_T_GUID:
         case EMU_T_LOOKUP:
@@ -956,9 +901,9 @@ static void fo_next_link(fo_t *d, long long skip, long long top, char *out, size
     for (size_t i = 0; i < d->req->nargs; i++) {
         if (strcmp(d->req->arg_names[i], "$skip") == 0 || strcmp(d->req->arg_names[i], "$top") == 0)
             continue;
-        url_encode(out, size, d->req->arg_names[i]);
+        emu_odata_url_encode(out, size, d->req->arg_names[i]);
         strncat(out, "=", size - strlen(out) - 1);
-        url_encode(out, size, d->req->arg_values[i]);
+        emu_odata_url_encode(out, size, d->req->arg_values[i]);
         strncat(out, "&", size - strlen(out) - 1);
     }
     char tail[64];
@@ -1249,20 +1194,12 @@ static bool fo_batch_begin(void *opaque, void **txn, emu_resp_t *err_resp)
 {
     emu_ctx_t *ctx = opaque;
     char errstr[512];
-    dw_pg_t *pg = emu_store_acquire(ctx->store, errstr, sizeof(errstr));
-    *txn = NULL;
-    if (!pg) {
-        emu_fo_error(err_resp, 503, FO_T_DB, "The database is unavailable.");
-        return false;
-    }
-    if (emu_store_begin_write(ctx->store, pg, errstr, sizeof(errstr))) {
+    *txn = emu_store_acquire_write(ctx->store, errstr, sizeof(errstr));
+    if (!*txn) {
         DW_ERROR("fo", "could not begin a change set: %s", errstr);
-        emu_store_release(ctx->store, pg);
         emu_fo_error(err_resp, 503, FO_T_DB, "The database is unavailable.");
-        return false;
     }
-    *txn = pg;
-    return true;
+    return *txn != NULL;
 }
 
 /* Commit a change set: its changes and their outbox rows become visible together; then wake the
@@ -1271,12 +1208,11 @@ static bool fo_batch_commit(void *opaque, void *txn, emu_resp_t *err_resp)
 {
     emu_ctx_t *ctx = opaque;
     char errstr[512];
-    dw_err_t err = dw_pg_commit(txn, errstr, sizeof(errstr));
+    dw_err_t err = emu_store_commit_release(ctx->store, txn, errstr, sizeof(errstr));
     if (err) {
         DW_ERROR("fo", "change set commit failed: %s", errstr);
         emu_fo_error(err_resp, 500, FO_T_DB, "An error has occurred.");
     }
-    emu_store_release(ctx->store, txn);
     if (!err)
         emu_fo_events_notify(ctx->fo_events);
     return !err;
@@ -1285,8 +1221,7 @@ static bool fo_batch_commit(void *opaque, void *txn, emu_resp_t *err_resp)
 static void fo_batch_rollback(void *opaque, void *txn)
 {
     emu_ctx_t *ctx = opaque;
-    dw_pg_rollback(txn, NULL, 0);
-    emu_store_release(ctx->store, txn);
+    emu_store_rollback_release(ctx->store, txn);
 }
 
 static void fo_batch_dispatch(void *opaque, emu_req_t *req, emu_resp_t *resp)

@@ -14,15 +14,7 @@
 
 #define FO_SQL_MAX 4096
 
-static void sqlf(char *buf, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void sqlf(char *buf, const char *fmt, ...)
-{
-    size_t len = strlen(buf);
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(buf + len, FO_SQL_MAX > len ? FO_SQL_MAX - len : 0, fmt, ap);
-    va_end(ap);
-}
+#define sqlf(buf, ...) emu_store_sqlcat(buf, FO_SQL_MAX, __VA_ARGS__)
 
 dw_err_t emu_fo_store_prepare(emu_store_t *st, char *errstr, size_t errstr_size)
 {

@@ -7,6 +7,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -397,4 +398,51 @@ size_t emu_odata_quote(const char *s, char *out, size_t out_size)
     if (out_size)
         out[len < out_size ? len : out_size - 1] = '\0';
     return len;
+}
+
+size_t emu_odata_utf8_len(const char *s)
+{
+    size_t n = 0;
+    for (; *s; s++)
+        if (((unsigned char)*s & 0xc0) != 0x80)
+            n++;
+    return n;
+}
+
+void emu_odata_url_encode(char *out, size_t size, const char *s)
+{
+    size_t o = strlen(out);
+    for (; *s && o + 4 < size; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (isalnum(c) || strchr("-_.~$,()'!:/", c)) {
+            out[o++] = (char)c;
+        } else {
+            snprintf(out + o, size - o, "%%%02X", c);
+            o += 3;
+        }
+    }
+    out[o] = '\0';
+}
+
+bool emu_odata_datetime_ok(const char *s, bool date_only)
+{
+    size_t l = strlen(s);
+    if (l < 10)
+        return false;
+    for (int i = 0; i < 10; i++) {
+        if (i == 4 || i == 7) {
+            if (s[i] != '-')
+                return false;
+        } else if (!isdigit((unsigned char)s[i])) {
+            return false;
+        }
+    }
+    if (l == 10)
+        return true;
+    if (date_only || s[10] != 'T')
+        return false;
+    for (size_t i = 11; i < l; i++)
+        if (!(isdigit((unsigned char)s[i]) || strchr(":.Z+-", s[i])))
+            return false;
+    return l >= 16;
 }

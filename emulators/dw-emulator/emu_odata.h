@@ -93,4 +93,16 @@ void emu_odata_query_clear(emu_odata_query_t *q);
  * needed (like snprintf). */
 size_t emu_odata_quote(const char *s, char *out, size_t out_size);
 
+/* The length of UTF-8 text s in characters (what an Edm.String MaxLength counts). */
+size_t emu_odata_utf8_len(const char *s);
+
+/* Append s to out (size bytes in all) percent-encoded for a URL the service returns
+ * (@odata.nextLink, @odata.id); the characters of OData paths and keys are kept. Stops before
+ * overflowing. */
+void emu_odata_url_encode(char *out, size_t size, const char *s);
+
+/* Is s a date (YYYY-MM-DD) or, unless date_only, a date and time with an offset
+ * (YYYY-MM-DDTHH:MM[:SS[.fff]](Z|+HH:MM|-HH:MM))? A lexical check only. */
+bool emu_odata_datetime_ok(const char *s, bool date_only);
+
 #endif

@@ -36,8 +36,7 @@ void emu_sql_ident(char *buf, size_t size, const char *ident)
     snprintf(buf + len, size > len ? size - len : 0, "\"%s\"", ident);
 }
 
-static void sqlcat(char *buf, size_t size, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void sqlcat(char *buf, size_t size, const char *fmt, ...)
+void emu_store_sqlcat(char *buf, size_t size, const char *fmt, ...)
 {
     size_t len = strlen(buf);
     va_list ap;
@@ -105,7 +104,7 @@ static dw_err_t table_load(emu_table_t *t, json_t *doc, const char *schema, cons
         t->primary_name = dup_ident(json_object_get(doc, "primary_name"));
     char q[300] = "";
     emu_sql_ident(q, sizeof(q), schema);
-    sqlcat(q, sizeof(q), ".");
+    emu_store_sqlcat(q, sizeof(q), ".");
     emu_sql_ident(q, sizeof(q), t->name);
     t->qname = strdup(q);
     json_t *cols = json_object_get(doc, "columns"), *enums = json_object_get(doc, "enums");
@@ -247,7 +246,7 @@ static dw_err_t create_schema(emu_store_t *st, dw_pg_t *pg, char *errstr, size_t
 #define RUN(...)                                                                                   \
     do {                                                                                           \
         sql[0] = '\0';                                                                             \
-        sqlcat(sql, EMU_SQL_MAX, __VA_ARGS__);                                                     \
+        emu_store_sqlcat(sql, EMU_SQL_MAX, __VA_ARGS__);                                                     \
         if (!err)                                                                                  \
             err = exec0(pg, sql, errstr, n);                                                       \
     } while (0)
@@ -260,39 +259,39 @@ static dw_err_t create_schema(emu_store_t *st, dw_pg_t *pg, char *errstr, size_t
     for (size_t i = 0; i < st->ntables && !err; i++) {
         emu_table_t *t = &st->tables[i];
         sql[0] = '\0';
-        sqlcat(sql, EMU_SQL_MAX, "CREATE TABLE IF NOT EXISTS %s (", t->qname);
+        emu_store_sqlcat(sql, EMU_SQL_MAX, "CREATE TABLE IF NOT EXISTS %s (", t->qname);
         for (size_t c = 0; c < t->ncols; c++) {
             emu_col_t *col = &t->cols[c];
-            sqlcat(sql, EMU_SQL_MAX, "%s\"%s\" %s", c ? ", " : "", col->name, emu_sql_types[col->type]);
+            emu_store_sqlcat(sql, EMU_SQL_MAX, "%s\"%s\" %s", c ? ", " : "", col->name, emu_sql_types[col->type]);
             if (t->id_column && strcmp(col->name, t->id_column) == 0)
-                sqlcat(sql, EMU_SQL_MAX, " PRIMARY KEY");
+                emu_store_sqlcat(sql, EMU_SQL_MAX, " PRIMARY KEY");
         }
         json_t *key = json_object_get(t->meta, "key");
         if (!t->id_column && json_array_size(key)) {
-            sqlcat(sql, EMU_SQL_MAX, ", PRIMARY KEY (");
+            emu_store_sqlcat(sql, EMU_SQL_MAX, ", PRIMARY KEY (");
             for (size_t k = 0; k < json_array_size(key); k++) {
                 const char *kc = json_string_value(json_array_get(key, k));
                 if (kc && emu_odata_is_ident(kc))
-                    sqlcat(sql, EMU_SQL_MAX, "%s\"%s\"", k ? ", " : "", kc);
+                    emu_store_sqlcat(sql, EMU_SQL_MAX, "%s\"%s\"", k ? ", " : "", kc);
             }
-            sqlcat(sql, EMU_SQL_MAX, ")");
+            emu_store_sqlcat(sql, EMU_SQL_MAX, ")");
         }
-        sqlcat(sql, EMU_SQL_MAX, ")");
+        emu_store_sqlcat(sql, EMU_SQL_MAX, ")");
         err = exec0(pg, sql, errstr, n);
         for (size_t k = 0; k < t->nkeys && !err; k++) {
             sql[0] = '\0';
-            sqlcat(sql, EMU_SQL_MAX, "CREATE UNIQUE INDEX IF NOT EXISTS \"%.30s__%.30s\" ON %s (",
+            emu_store_sqlcat(sql, EMU_SQL_MAX, "CREATE UNIQUE INDEX IF NOT EXISTS \"%.30s__%.30s\" ON %s (",
                    t->name, t->keys[k].name, t->qname);
             for (size_t c = 0; c < t->keys[k].ncols; c++)
-                sqlcat(sql, EMU_SQL_MAX, "%s\"%s\"", c ? ", " : "", t->keys[k].cols[c]);
-            sqlcat(sql, EMU_SQL_MAX, ") NULLS NOT DISTINCT");
+                emu_store_sqlcat(sql, EMU_SQL_MAX, "%s\"%s\"", c ? ", " : "", t->keys[k].cols[c]);
+            emu_store_sqlcat(sql, EMU_SQL_MAX, ") NULLS NOT DISTINCT");
             err = exec0(pg, sql, errstr, n);
         }
         if (t->version_col) {
             RUN("CREATE INDEX IF NOT EXISTS \"%.40s__version\" ON %s (\"%s\")", t->name, t->qname,
                 t->version_col);
             sql[0] = '\0';
-            sqlcat(sql, EMU_SQL_MAX,
+            emu_store_sqlcat(sql, EMU_SQL_MAX,
                    "CREATE OR REPLACE FUNCTION %s.\"%.40s__stamp\"() RETURNS trigger LANGUAGE plpgsql AS $f$ BEGIN ",
                    qs, t->name);
             for (size_t c = 0; c < t->ncols; c++) {
@@ -300,13 +299,13 @@ static dw_err_t create_schema(emu_store_t *st, dw_pg_t *pg, char *errstr, size_t
                 if (!col->generated || strcmp(col->generated, "now") != 0)
                     continue;
                 if (strncmp(col->name, "created", 7) == 0)
-                    sqlcat(sql, EMU_SQL_MAX,
+                    emu_store_sqlcat(sql, EMU_SQL_MAX,
                            "IF TG_OP = 'INSERT' THEN NEW.\"%s\" := now(); ELSE NEW.\"%s\" := OLD.\"%s\"; END IF; ",
                            col->name, col->name, col->name);
                 else
-                    sqlcat(sql, EMU_SQL_MAX, "NEW.\"%s\" := now(); ", col->name);
+                    emu_store_sqlcat(sql, EMU_SQL_MAX, "NEW.\"%s\" := now(); ", col->name);
             }
-            sqlcat(sql, EMU_SQL_MAX, "NEW.\"%s\" := nextval('%s.\"_version_seq\"'); RETURN NEW; END $f$",
+            emu_store_sqlcat(sql, EMU_SQL_MAX, "NEW.\"%s\" := nextval('%s.\"_version_seq\"'); RETURN NEW; END $f$",
                    t->version_col, qs);
             if (!err)
                 err = exec0(pg, sql, errstr, n);
@@ -495,6 +494,29 @@ dw_err_t emu_store_begin_write(emu_store_t *st, dw_pg_t *pg, char *errstr, size_
     return err;
 }
 
+dw_pg_t *emu_store_acquire_write(emu_store_t *st, char *errstr, size_t errstr_size)
+{
+    dw_pg_t *pg = emu_store_acquire(st, errstr, errstr_size);
+    if (pg && emu_store_begin_write(st, pg, errstr, errstr_size)) {
+        emu_store_release(st, pg);
+        pg = NULL;
+    }
+    return pg;
+}
+
+dw_err_t emu_store_commit_release(emu_store_t *st, dw_pg_t *pg, char *errstr, size_t errstr_size)
+{
+    dw_err_t err = dw_pg_commit(pg, errstr, errstr_size);
+    emu_store_release(st, pg);
+    return err;
+}
+
+void emu_store_rollback_release(emu_store_t *st, dw_pg_t *pg)
+{
+    dw_pg_rollback(pg, NULL, 0);
+    emu_store_release(st, pg);
+}
+
 dw_err_t emu_store_reset(emu_store_t *st, char *errstr, size_t errstr_size)
 {
     dw_pg_t *pg = emu_store_acquire(st, errstr, errstr_size);
@@ -502,7 +524,7 @@ dw_err_t emu_store_reset(emu_store_t *st, char *errstr, size_t errstr_size)
         return DW_ERR_PG_CONN;
     char sql[300] = "DROP SCHEMA IF EXISTS ";
     emu_sql_ident(sql, sizeof(sql), st->schema);
-    sqlcat(sql, sizeof(sql), " CASCADE");
+    emu_store_sqlcat(sql, sizeof(sql), " CASCADE");
     dw_err_t err = exec0(pg, sql, errstr, errstr_size);
     for (size_t i = 0; i < st->ntables; i++)
         for (size_t c = 0; c < st->tables[i].ncols; c++)
@@ -534,7 +556,7 @@ dw_err_t emu_store_drop_column(emu_store_t *st, const char *table, const char *c
     if (!pg)
         return DW_ERR_PG_CONN;
     char sql[600] = "";
-    sqlcat(sql, sizeof(sql), "ALTER TABLE %s DROP COLUMN IF EXISTS \"%s\"", t->qname, c->name);
+    emu_store_sqlcat(sql, sizeof(sql), "ALTER TABLE %s DROP COLUMN IF EXISTS \"%s\"", t->qname, c->name);
     dw_err_t err = exec0(pg, sql, errstr, errstr_size);
     if (!err)
         c->dropped = 1;

@@ -86,6 +86,20 @@ void emu_store_release(emu_store_t *st, dw_pg_t *pg);
  * numbers are assigned in commit order (change tracking never skips a late commit). */
 dw_err_t emu_store_begin_write(emu_store_t *st, dw_pg_t *pg, char *errstr, size_t errstr_size);
 
+/* Acquire a connection and begin a write transaction on it (a $batch change set): the new
+ * connection, or NULL with errstr filled (nothing is held then). End it with commit_release or
+ * rollback_release. */
+dw_pg_t *emu_store_acquire_write(emu_store_t *st, char *errstr, size_t errstr_size);
+
+/* Commit pg's transaction and give pg back (also when the commit fails). */
+dw_err_t emu_store_commit_release(emu_store_t *st, dw_pg_t *pg, char *errstr, size_t errstr_size);
+
+/* Roll pg's transaction back and give pg back. */
+void emu_store_rollback_release(emu_store_t *st, dw_pg_t *pg);
+
+/* Append printf-formatted text to the SQL text in buf (size bytes in all), truncating. */
+void emu_store_sqlcat(char *buf, size_t size, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
 /* Drop every table and recreate the schema (admin reset); clears dropped-column flags. */
 dw_err_t emu_store_reset(emu_store_t *st, char *errstr, size_t errstr_size);
 

@@ -6,253 +6,51 @@
  * "Update and delete table rows", "Perform conditional operations", "Use an alternate key",
  * "Use UpsertMultiple", "Use change tracking", "Service protection API limits").
  */
-#include <arpa/inet.h>
 #include <criterion/criterion.h>
-#include <curl/curl.h>
-#include <fcntl.h>
 #include <jansson.h>
-#include <libpq-fe.h>
-#include <netinet/in.h>
-#include <signal.h>
-#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
-#include "dw_testutil.h"
-
-extern char **environ;
+#include "dw_testemu.h"
 
 #define ADMIN "test-admin-secret"
 #define ACC_COMPANY "00000000-0000-0000-0000-000000000000"
 
-static pid_t emu_pid = -1;
-static int emu_port;
-static char emu_schema[128];
-static char emu_token[128];
-static char base[256];
+typedef dw_testemu_resp_t resp_t;
 
-typedef struct {
-    long status;
-    char *body;
-    size_t len;
-    char headers[8192];
-    json_t *json;
-} resp_t;
+static dw_testemu_t *emu;
+static const char *base; /* the service root, "http://127.0.0.1:PORT/api/data/v9.2/" */
 
-static size_t on_body(char *p, size_t s, size_t n, void *ud)
-{
-    resp_t *r = ud;
-    char *nb = realloc(r->body, r->len + s * n + 1);
-    if (!nb)
-        return 0;
-    r->body = nb;
-    memcpy(r->body + r->len, p, s * n);
-    r->len += s * n;
-    r->body[r->len] = '\0';
-    return s * n;
-}
-
-static size_t on_header(char *p, size_t s, size_t n, void *ud)
-{
-    resp_t *r = ud;
-    size_t l = strlen(r->headers);
-    if (l + s * n + 1 < sizeof(r->headers)) {
-        memcpy(r->headers + l, p, s * n);
-        r->headers[l + s * n] = '\0';
-    }
-    return s * n;
-}
-
-static void resp_free(resp_t *r)
-{
-    free(r->body);
-    json_decref(r->json);
-    memset(r, 0, sizeof(*r));
-}
-
-/* The value of response header name (case-insensitive), copied into out; "" when absent. */
-static const char *hdr(const resp_t *r, const char *name, char *out, size_t size)
-{
-    out[0] = '\0';
-    size_t nl = strlen(name);
-    for (const char *p = r->headers; p && *p;) {
-        const char *e = strstr(p, "\r\n");
-        if (!e)
-            break;
-        if ((size_t)(e - p) > nl && strncasecmp(p, name, nl) == 0 && p[nl] == ':') {
-            const char *v = p + nl + 1;
-            while (*v == ' ')
-                v++;
-            snprintf(out, size, "%.*s", (int)(e - v), v);
-        }
-        p = e + 2;
-    }
-    return out;
-}
-
-/* One request; path relative to the service root unless it starts with '/' or "http". */
-static void req(resp_t *r, const char *method, const char *path, const char *body,
-                const char *const *headers)
-{
-    memset(r, 0, sizeof(*r));
-    CURL *c = curl_easy_init();
-    char url[8192];
-    if (strncmp(path, "http", 4) == 0)
-        snprintf(url, sizeof(url), "%s", path);
-    else if (path[0] == '/')
-        snprintf(url, sizeof(url), "http://127.0.0.1:%d%s", emu_port, path);
-    else
-        snprintf(url, sizeof(url), "%s%s", base, path);
-    for (char *sp = strchr(url, ' '); sp; sp = strchr(url, ' ')) {
-        size_t at = (size_t)(sp - url), len = strlen(url);
-        if (len + 3 >= sizeof(url))
-            break;
-        memmove(sp + 3, sp + 1, len - at);
-        memcpy(sp, "%20", 3);
-    }
-    struct curl_slist *hl = NULL;
-    char auth[256];
-    snprintf(auth, sizeof(auth), "Authorization: Bearer %s", emu_token);
-    bool has_auth = false, has_ct = false;
-    for (int i = 0; headers && headers[i]; i++) {
-        hl = curl_slist_append(hl, headers[i]);
-        if (strncasecmp(headers[i], "Authorization:", 14) == 0)
-            has_auth = true;
-        if (strncasecmp(headers[i], "Content-Type:", 13) == 0)
-            has_ct = true;
-    }
-    if (!has_auth && emu_token[0])
-        hl = curl_slist_append(hl, auth);
-    if (!has_ct && body)
-        hl = curl_slist_append(hl, "Content-Type: application/json");
-    hl = curl_slist_append(hl, "OData-MaxVersion: 4.0");
-    hl = curl_slist_append(hl, "OData-Version: 4.0");
-    hl = curl_slist_append(hl, "Expect:");
-    curl_easy_setopt(c, CURLOPT_URL, url);
-    curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
-    curl_easy_setopt(c, CURLOPT_HTTPHEADER, hl);
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
-    curl_easy_setopt(c, CURLOPT_WRITEDATA, r);
-    curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
-    curl_easy_setopt(c, CURLOPT_HEADERDATA, r);
-    curl_easy_setopt(c, CURLOPT_TIMEOUT, 30L);
-    curl_easy_setopt(c, CURLOPT_PATH_AS_IS, 1L);
-    if (body) {
-        curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
-        curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE, (long)strlen(body));
-    }
-    CURLcode cc = curl_easy_perform(c);
-    if (cc == CURLE_OK)
-        curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &r->status);
-    curl_slist_free_all(hl);
-    curl_easy_cleanup(c);
-    if (r->body && r->len)
-        r->json = json_loads(r->body, 0, NULL);
-}
+#define req(r, method, path, body, headers) dw_testemu_request(emu, r, method, path, body, headers)
+#define resp_free dw_testemu_resp_free
+#define hdr dw_testemu_resp_header
 
 static const char *err_code(const resp_t *r)
 {
     return json_string_value(json_object_get(json_object_get(r->json, "error"), "code"));
 }
 
-static void get_token(void)
+static void start_emulator(void)
 {
-    resp_t r;
-    emu_token[0] = '\0';
-    const char *h[] = {"Content-Type: application/x-www-form-urlencoded", NULL};
-    req(&r, "POST", "/contoso.onmicrosoft.com/oauth2/v2.0/token",
-        "client_id=dwfleet&client_secret=dwfleet-local-secret&grant_type=client_credentials&scope=https%3A%2F%2Forg.crm.dynamics.com%2F.default",
-        h);
-    cr_assert_eq(r.status, 200, "token: %ld %s", r.status, r.body);
-    snprintf(emu_token, sizeof(emu_token), "%s", json_string_value(json_object_get(r.json, "access_token")));
-    resp_free(&r);
-}
-
-static int free_port(void)
-{
-    int s = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a;
-    memset(&a, 0, sizeof(a));
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    bind(s, (struct sockaddr *)&a, sizeof(a));
-    socklen_t l = sizeof(a);
-    getsockname(s, (struct sockaddr *)&a, &l);
-    close(s);
-    return ntohs(a.sin_port);
-}
-
-static void start_emulator(const char *limits, const char *max_body)
-{
-    const char *dsn = getenv("DW_PG_DSN");
-    cr_assert(dsn, "DW_PG_DSN is not set (eval \"$(scripts/services.sh env)\")");
-    emu_port = free_port();
-    snprintf(emu_schema, sizeof(emu_schema), "%s", dw_test_unique("emu_dv"));
-    char listen[64], schema[160], lim[128], body[128], log[256];
-    snprintf(listen, sizeof(listen), "127.0.0.1:%d", emu_port);
-    snprintf(schema, sizeof(schema), "%s", emu_schema);
-    snprintf(lim, sizeof(lim), "%s", limits ? limits : "off");
-    snprintf(body, sizeof(body), "emulator.max_body_bytes=%s", max_body ? max_body : "1048576");
-    snprintf(log, sizeof(log), "/tmp/%s.log", emu_schema);
-    const char *argv[] = {"dw-emulator", "--system", "dv", "--listen", listen, "--pg", dsn,
-                          "--schema", schema, "--limits", lim, "-X", "emulator.admin_secret=" ADMIN,
-                          "-X", body, "-X", "emulator.change_retention_s=3600", NULL};
-    posix_spawn_file_actions_t fa;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_addopen(&fa, 1, log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    posix_spawn_file_actions_adddup2(&fa, 1, 2);
-    int e = posix_spawn(&emu_pid, DW_BIN_DIR "/dw-emulator", &fa, NULL, (char *const *)argv, environ);
-    posix_spawn_file_actions_destroy(&fa);
-    cr_assert_eq(e, 0, "spawn dw-emulator: %s", strerror(e));
-    snprintf(base, sizeof(base), "http://127.0.0.1:%d/api/data/v9.2/", emu_port);
-    for (int i = 0; i < 200; i++) {
-        resp_t r;
-        req(&r, "GET", "/api/data/v9.2/", NULL, NULL);
-        long st = r.status;
-        resp_free(&r);
-        if (st == 401)
-            break;
-        int status;
-        cr_assert_eq(waitpid(emu_pid, &status, WNOHANG), 0, "dw-emulator exited early, see %s", log);
-        usleep(50000);
-    }
-    get_token();
+    const char *args[] = {"--limits", "off", "-X", "emulator.admin_secret=" ADMIN, "-X",
+                          "emulator.max_body_bytes=1048576", "-X",
+                          "emulator.change_retention_s=3600", NULL};
+    char errstr[1024];
+    emu = dw_testemu_start("dv", "emu_dv", args, NULL, errstr, sizeof(errstr));
+    cr_assert(emu, "%s", errstr);
+    base = dw_testemu_base(emu);
 }
 
 static void stop_emulator(void)
 {
-    if (emu_pid > 0) {
-        kill(emu_pid, SIGTERM);
-        int status = 0;
-        waitpid(emu_pid, &status, 0);
-        emu_pid = -1;
-        cr_expect(WIFEXITED(status) && WEXITSTATUS(status) == 0, "dw-emulator did not exit cleanly");
-    }
-    PGconn *c = PQconnectdb(getenv("DW_PG_DSN"));
-    if (PQstatus(c) == CONNECTION_OK) {
-        char *id = PQescapeIdentifier(c, emu_schema, strlen(emu_schema));
-        char sql[300];
-        snprintf(sql, sizeof(sql), "DROP SCHEMA IF EXISTS %s CASCADE", id);
-        PQclear(PQexec(c, "SET client_min_messages TO warning"));
-        PQclear(PQexec(c, sql));
-        PQfreemem(id);
-    }
-    PQfinish(c);
-    char log[256];
-    snprintf(log, sizeof(log), "/tmp/%s.log", emu_schema);
-    unlink(log);
+    if (emu)
+        cr_expect_eq(dw_testemu_stop(emu), 0, "dw-emulator did not exit cleanly");
+    dw_testemu_destroy(emu);
+    emu = NULL;
 }
 
-static void setup(void)
-{
-    start_emulator(NULL, NULL);
-}
-
-TestSuite(emulator_dv, .init = setup, .fini = stop_emulator, .timeout = 60);
+TestSuite(emulator_dv, .init = start_emulator, .fini = stop_emulator, .timeout = 60);
 
 /* create a cdm_company and return its id in out */
 static void make_company(const char *code, char *out)
@@ -660,6 +458,18 @@ Test(emulator_dv, change_tracking_round_trip)
     cr_assert_eq(r.status, 400);
     cr_assert_str_eq(err_code(&r), "0x80044352");
     resp_free(&r);
+    /* the newest token, issued after the last change, is expired too */
+    req(&r, "GET", delta, NULL, NULL);
+    cr_assert_eq(r.status, 400, "%ld %s", r.status, r.body);
+    cr_assert_str_eq(err_code(&r), "0x80044352");
+    resp_free(&r);
+    /* a token issued after the admin call is valid */
+    follow(link, &value, delta, sizeof(delta));
+    cr_assert_eq(json_array_size(value), 3);
+    json_decref(value);
+    follow(delta, &value, delta, sizeof(delta));
+    cr_assert_eq(json_array_size(value), 0);
+    json_decref(value);
 }
 
 Test(emulator_dv, upsert_multiple_of_1000_and_bulk_messages)
