@@ -691,8 +691,8 @@ Test(capture_dv, expired_change_token_means_a_new_snapshot)
     recs_read(&cs, 20000, have_count, &one);
     cr_assert_geq(cs.n, 1, "see %s", cap_log);
     /* wait for the first delta link to be stored, stop, change, expire every token, restart:
-     * the stored link is refused as expired (the emulator expires tokens older than its last
-     * change, so the change comes first) */
+     * the stored link is refused as expired (the emulator expires every token issued before
+     * the admin call) */
     for (int i = 0; i < 100 && !log_has("snapshot done"); i++)
         usleep(100000);
     usleep(300000);

@@ -47,6 +47,7 @@ extern const dwctl_cmd_t *const dwctl_check_cmds[];
 extern const dwctl_cmd_t *const dwctl_db_cmds[];
 extern const dwctl_cmd_t *const dwctl_topics_cmds[];
 extern const dwctl_cmd_t *const dwctl_maps_cmds[];
+extern const dwctl_cmd_t *const dwctl_initial_sync_cmds[];
 
 /* Shared option values for --json, used by every command's spec. */
 #define DWCTL_OPT_JSON 0x100

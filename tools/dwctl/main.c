@@ -27,6 +27,48 @@ static const dw_conf_def_t dwctl_defs[] = {
      "per-map override of topics.partitions"},
     {"pg.migrations_dir", DW_CONF_STR, DW_DEFAULT_SCHEMAS_DIR "/sql", 0, 0, NULL, 0, NULL,
      "folder of the versioned SQL migrations (NNN_name.sql)"},
+    {"maps.metadata_dir", DW_CONF_STR, DW_DEFAULT_SCHEMAS_DIR "/metadata", 0, 0, NULL, 0, NULL,
+     "folder of the table metadata the maps are checked against"},
+    {"dv.api_path", DW_CONF_STR, "/api/data/v9.2", 0, 0, NULL, 0, NULL,
+     "initial-sync: Web API path under dv.url"},
+    {"fo.url", DW_CONF_STR, NULL, 0, 0, NULL, 0, NULL,
+     "initial-sync: F&O environment URL, e.g. https://contoso.operations.dynamics.com"},
+    {"fo.tenant", DW_CONF_STR, NULL, 0, 0, NULL, 0, NULL,
+     "initial-sync: Entra ID tenant (token URL https://login.microsoftonline.com/<tenant>/"
+     "oauth2/v2.0/token unless fo.token_url is set)"},
+    {"fo.token_url", DW_CONF_STR, NULL, 0, 0, NULL, 0, NULL,
+     "initial-sync: OAuth2 v2 token endpoint URL"},
+    {"fo.client_id", DW_CONF_STR, NULL, 0, 0, NULL, 0, NULL,
+     "initial-sync: app registration (client) id"},
+    {"fo.client_secret", DW_CONF_STR, NULL, 0, 0, NULL, DW_CONF_F_SECRET, NULL,
+     "initial-sync: app registration client secret"},
+    {"fo.scope", DW_CONF_STR, NULL, 0, 0, NULL, 0, NULL,
+     "initial-sync: OAuth2 scope; default <fo.url scheme and host>/.default"},
+    {"fo.timeout_ms", DW_CONF_INT, "60000", 100, 600000, NULL, 0, NULL,
+     "initial-sync: timeout of one request"},
+    {"fo.tls_insecure", DW_CONF_BOOL, "false", 0, 0, NULL, 0, NULL,
+     "initial-sync: do NOT verify the server's TLS certificate (never in production)"},
+    {"fo.ca_file", DW_CONF_STR, NULL, 0, 0, NULL, 0, NULL,
+     "initial-sync: CA bundle; default: the system's"},
+    {"dv.url", DW_CONF_STR, NULL, 0, 0, NULL, 0, NULL,
+     "initial-sync: Dataverse environment URL, e.g. https://org.crm.dynamics.com"},
+    {"dv.tenant", DW_CONF_STR, NULL, 0, 0, NULL, 0, NULL,
+     "initial-sync: Entra ID tenant (token URL https://login.microsoftonline.com/<tenant>/"
+     "oauth2/v2.0/token unless dv.token_url is set)"},
+    {"dv.token_url", DW_CONF_STR, NULL, 0, 0, NULL, 0, NULL,
+     "initial-sync: OAuth2 v2 token endpoint URL"},
+    {"dv.client_id", DW_CONF_STR, NULL, 0, 0, NULL, 0, NULL,
+     "initial-sync: app registration (client) id"},
+    {"dv.client_secret", DW_CONF_STR, NULL, 0, 0, NULL, DW_CONF_F_SECRET, NULL,
+     "initial-sync: app registration client secret"},
+    {"dv.scope", DW_CONF_STR, NULL, 0, 0, NULL, 0, NULL,
+     "initial-sync: OAuth2 scope; default <dv.url scheme and host>/.default"},
+    {"dv.timeout_ms", DW_CONF_INT, "60000", 100, 600000, NULL, 0, NULL,
+     "initial-sync: timeout of one request"},
+    {"dv.tls_insecure", DW_CONF_BOOL, "false", 0, 0, NULL, 0, NULL,
+     "initial-sync: do NOT verify the server's TLS certificate (never in production)"},
+    {"dv.ca_file", DW_CONF_STR, NULL, 0, 0, NULL, 0, NULL,
+     "initial-sync: CA bundle; default: the system's"},
     DW_CONF_END,
 };
 
@@ -34,11 +76,11 @@ static const dw_conf_def_t *const dwctl_tables[] = {dw_conf_common_defs, dwctl_d
 
 /* Sections of the shared fleet file that belong to other components. */
 static const char *const dwctl_foreign[] = {"capture", "transform", "writer", "monitor",
-                                            "emulator", "dv", "fo", NULL};
+                                            "emulator", NULL};
 
 static const dwctl_cmd_t *const *const dwctl_groups[] = {dwctl_check_cmds, dwctl_db_cmds,
                                                          dwctl_topics_cmds, dwctl_maps_cmds,
-                                                         NULL};
+                                                         dwctl_initial_sync_cmds, NULL};
 
 static char dwctl_top_help[4096];
 
@@ -46,7 +88,8 @@ static void dwctl_build_top_help(void)
 {
     size_t o = 0;
     o += (size_t)snprintf(dwctl_top_help + o, sizeof(dwctl_top_help) - o,
-                          "The operator CLI of dwfleet: checks, database migrations, topics.\n\n"
+                          "The operator CLI of dwfleet: checks, database migrations, topics, maps,"
+                          " initial sync.\n\n"
                           "Commands:\n");
     for (int g = 0; dwctl_groups[g]; g++) {
         for (int c = 0; dwctl_groups[g][c]; c++) {

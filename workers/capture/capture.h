@@ -1,7 +1,7 @@
 /*
  * capture: the shared state of dw-capture: configuration, the idempotent producer, PostgreSQL,
  * the maps, delivery tracking (an ack group per unit of work whose position may move only once
- * every record in it is acknowledged), envelope building and the checkpoint store.
+ * every record in it is acknowledged) and the checkpoint store (envelopes: common/dw_event).
  * capture_dv.c pulls Dataverse change tracking; capture_fo.c receives F&O data events.
  */
 #ifndef DW_CAPTURE_H
@@ -16,6 +16,7 @@
 
 #include "dw_config.h"
 #include "dw_err.h"
+#include "dw_event.h"
 #include "dw_kafka.h"
 #include "dw_map.h"
 #include "dw_pg.h"
@@ -71,21 +72,7 @@ dw_err_t capture_produce(capture_t *cap, capture_ack_t *ack, const char *topic, 
                          rd_kafka_headers_t *extra, int block_ms, char *errstr,
                          size_t errstr_size);
 
-/* ---- envelope --------------------------------------------------------------------------- */
-
-/* RFC 3339 UTC time of now with milliseconds, into out (32 bytes). */
-void capture_now_rfc3339(char out[32]);
-
-/* A name-based UUID (SHA-256 of the parts joined by '\x1f', version 8 layout) into out: the same
- * captured change gives the same event id when it is captured again. parts NULL-terminated. */
-void capture_uuid_from(char out[37], const char *const *parts);
-
-/* The event envelope of schemas/event.schema.json. key, data borrowed (data NULL: delete);
- * record_id NULL for F&O. Returns a new compact JSON text (free()), NULL when out of memory. */
-char *capture_event_build(const char *event_id, const char *map, const char *source,
-                          const char *op, const json_t *key, const char *record_id,
-                          const json_t *data, const char *source_version, const char *source_ts,
-                          const char *capture_ts, const char *correlation_id, size_t *len);
+/* The event envelope, its id and timestamps: common/dw_event (dw_event_build, ...). */
 
 /* ---- topics ------------------------------------------------------------------------------- */
 

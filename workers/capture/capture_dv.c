@@ -349,9 +349,9 @@ static dw_err_t dv_row(dv_t *dv, dv_map_t *m, json_t *row, const char *capture_t
         }
         snprintf(version, sizeof(version), "%llu", delete_version);
         const char *parts[] = {m->name, "dv", "delete", id, version, NULL};
-        capture_uuid_from(event_id, parts);
-        text = capture_event_build(event_id, m->name, "dv", "delete", key, id, NULL, version,
-                                   capture_ts, capture_ts, corr, &len);
+        dw_event_uuid_from(event_id, parts);
+        text = dw_event_build(event_id, m->name, "dv", "delete", key, id, NULL, version,
+                              capture_ts, capture_ts, corr, &len);
         if (text && ck)
             rc = capture_produce(dv->cap, &m->ack, m->topic, ck, strlen(ck), text, len, m->name,
                                  "dv", "delete", corr, NULL, 5000, errstr, sizeof(errstr));
@@ -378,10 +378,10 @@ static dw_err_t dv_row(dv_t *dv, dv_map_t *m, json_t *row, const char *capture_t
     const char *ts = json_string_value(json_object_get(row, "modifiedon"));
     const char *op = m->snapshot ? "snapshot" : "upsert";
     const char *parts[] = {m->name, "dv", op, id ? id : ck, version, NULL};
-    capture_uuid_from(event_id, parts);
+    dw_event_uuid_from(event_id, parts);
     json_object_del(row, "@odata.etag");
-    text = capture_event_build(event_id, m->name, "dv", op, key, dv_guid_ok(id) ? id : NULL, row,
-                               version, ts ? ts : capture_ts, capture_ts, corr, &len);
+    text = dw_event_build(event_id, m->name, "dv", op, key, dv_guid_ok(id) ? id : NULL, row,
+                          version, ts ? ts : capture_ts, capture_ts, corr, &len);
     if (!text) {
         rc = DW_ERR_NOMEM;
         goto out;
@@ -425,7 +425,7 @@ static void dv_page(dv_t *dv, dv_map_t *m)
         return;
     }
     char capture_ts[32];
-    capture_now_rfc3339(capture_ts);
+    dw_event_now_rfc3339(capture_ts);
     unsigned long long tv = dv_token_version(m->url);
     unsigned long long delete_version = (tv > m->max_version ? tv : m->max_version) + 1;
     capture_ack_reset(&m->ack);

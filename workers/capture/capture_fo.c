@@ -204,7 +204,7 @@ static dw_err_t fo_event(fo_t *fo, const json_t *ctx, const char *hdr_corr, capt
     }
     if (!version[0])
         snprintf(version, sizeof(version), "0");
-    capture_now_rfc3339(capture_ts);
+    dw_event_now_rfc3339(capture_ts);
     if (!fo_date_rfc3339(created, ts))
         snprintf(ts, sizeof(ts), "%s", capture_ts);
     if (corr && *corr && strlen(corr) <= 128)
@@ -244,10 +244,10 @@ static dw_err_t fo_event(fo_t *fo, const json_t *ctx, const char *hdr_corr, capt
             free(t);
         }
         const char *parts[] = {mname, "fo", op, cks[i], version, bodyhash, NULL};
-        capture_uuid_from(event_id, parts);
+        dw_event_uuid_from(event_id, parts);
         size_t len = 0;
-        char *text = capture_event_build(event_id, mname, "fo", op, keys[i], NULL,
-                                         del ? NULL : record, version, ts, capture_ts, cid, &len);
+        char *text = dw_event_build(event_id, mname, "fo", op, keys[i], NULL,
+                                    del ? NULL : record, version, ts, capture_ts, cid, &len);
         if (!text) {
             rc = dw_errf(DW_ERR_NOMEM, why, why_size, "out of memory");
             goto out;
