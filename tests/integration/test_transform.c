@@ -5,7 +5,9 @@
  * Events go in with a plain producer; commands and dead letters are read back with a
  * read_committed consumer. Scenarios: the happy path (content, key, headers), poison pill and
  * mapping error in the middle of a partition, kill -9 mid-transaction and restart, three workers
- * with a rebalance under load, and hot reload with a valid and an invalid map set.
+ * with a rebalance under load, hot reload with a valid and an invalid map set, the worker creating
+ * the missing topics of a fresh map at start, and a zombie instance (same transform.instance_id)
+ * being fenced.
  */
 #include <criterion/criterion.h>
 
@@ -42,6 +44,7 @@ static char dir[256];
 static char maps_dir[300];
 static char group[128];
 static pid_t workers[MAX_WORKERS];
+static const char *extra_arg;   /* one more -X for start_worker, or NULL */
 
 static int64_t now_ms(void)
 {
@@ -178,6 +181,7 @@ static void teardown(void)
     dw_test_tmpdir_remove();
     dw_conf_destroy(conf);
     conf = NULL;
+    extra_arg = NULL;
 }
 
 TestSuite(transform_it, .init = setup, .fini = teardown, .timeout = 120);
@@ -233,6 +237,8 @@ static pid_t start_worker(int slot, const char *inst, int commit_messages, int c
                     "kafka.session.timeout.ms=6000",
                     "-X",
                     "kafka.transaction.timeout.ms=20000",
+                    extra_arg ? "-X" : NULL,
+                    (char *)extra_arg,
                     NULL};
     posix_spawn_file_actions_t fa;
     posix_spawn_file_actions_init(&fa);
@@ -675,5 +681,77 @@ Test(transform_it, sighup_reloads_a_valid_map_set_and_keeps_the_old_one_when_inv
     cr_assert_eq(versions[2], 2);
     cr_assert_eq(kill(pid, 0), 0, "the worker died on an invalid map set");
     reader_close(&r);
+    cr_assert_eq(stop_worker(0), 0);
+}
+
+Test(transform_it, starts_on_a_fresh_map_by_creating_its_missing_topics)
+{
+    /* no create_topics(): the worker makes the five of the map (and dw._unknown.dlq if needed) */
+    extra_arg = "topics.partitions=2";
+    start_worker(0, "a", 100, 50);
+    wait_log("a", "missing topic(s) of 6", 20000);
+    wait_log("a", "subscribed", 10000);
+    char errstr[512], topic[DW_KAFKA_TOPIC_MAX + 1];
+    for (int k = 0; k < DW_KAFKA_TOPIC__COUNT; k++) {
+        int parts = 0;
+        dw_kafka_topic_name(topic, sizeof(topic), map, (dw_kafka_topic_kind_t)k, NULL, 0);
+        cr_assert_eq(
+            dw_kafka_topic_partitions(admin, topic, TIMEOUT_MS, &parts, errstr, sizeof(errstr)),
+            DW_OK, "%s", errstr);
+        cr_assert_eq(parts, 2, "%s", topic);
+        cr_assert(log_contains("a", topic), "the log does not name %s", topic);
+    }
+    cr_assert_eq(dw_kafka_topic_partitions(admin, "dw._unknown.dlq", TIMEOUT_MS, &(int){0}, errstr,
+                                           sizeof(errstr)),
+                 DW_OK, "%s", errstr);
+    for (int i = 0; i < 4; i++)
+        produce_event(i, i % 2);
+    flush();
+    reader_t r;
+    reader_open(&r, DW_KAFKA_TOPIC_TO_DV, 2);
+    reader_read(&r, 4, 30000, 300);
+    assert_exactly_once(&r, 4);
+    reader_close(&r);
+    cr_assert_eq(stop_worker(0), 0);
+}
+
+Test(transform_it, a_zombie_with_the_same_instance_id_is_fenced_and_nothing_is_duplicated)
+{
+    const int n = 3000;
+    create_topics(2);
+    start_worker(0, "a", 100, 50);
+    wait_log("a", "assigned", 15000);
+    for (int i = 0; i < n / 2; i++)
+        produce_event(i, i % 2);
+    flush();
+    /* the same transactional.id in another process: its init_transactions bumps the epoch, the
+     * first one's next transactional call fails as fenced and it exits 1 */
+    pid_t old = workers[0];
+    workers[0] = 0;
+    workers[1] = old;
+    start_worker(0, "a", 100, 50);
+    for (int i = n / 2; i < n; i++) {
+        produce_event(i, i % 2);
+        if (i % 100 == 99) {
+            rd_kafka_flush(producer, 5000);
+            sleep_ms(10);
+        }
+    }
+    flush();
+    int st = 0;
+    int64_t deadline = now_ms() + 30000;
+    while (waitpid(old, &st, WNOHANG) == 0) {
+        cr_assert(now_ms() < deadline, "the zombie did not exit");
+        sleep_ms(50);
+    }
+    workers[1] = 0;
+    cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 1, "the zombie's status: %d", st);
+    cr_assert(log_contains("a", "enced"), "no fencing in the log");
+    reader_t r;
+    reader_open(&r, DW_KAFKA_TOPIC_TO_DV, 2);
+    reader_read(&r, (size_t)n, 60000, 1500);
+    assert_exactly_once(&r, n);
+    reader_close(&r);
+    cr_assert_eq(kill(workers[0], 0), 0, "the newer instance died");
     cr_assert_eq(stop_worker(0), 0);
 }

@@ -1,25 +1,30 @@
 /*
  * dwctl topics create | topics list: the Kafka topics of the maps. For each map, five topics:
  * dw.<map>.fo and dw.<map>.dv (captured changes), dw.<map>.to-dv and dw.<map>.to-fo (commands),
- * dw.<map>.dlq (dead letters, kept longer). Creation is idempotent.
+ * dw.<map>.dlq (dead letters, kept longer); with --all every map of maps.dir. dwfleet's own
+ * dead-letter topics dw._unknown.dlq and dw._capture.dlq are always created too. The specs come
+ * from common/dw_topics (shared with the workers); creation is idempotent.
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "dw_kafka.h"
+#include "dw_map.h"
+#include "dw_topics.h"
 #include "dwctl.h"
 
 #define TOPICS_TIMEOUT_MS 30000
 #define TOPICS_MAX_MAPS   256
 
-enum { OPT_MAP = 'm', OPT_PARTITIONS = 'p', OPT_PREFIX = 0x101 };
+enum { OPT_MAP = 'm', OPT_PARTITIONS = 'p', OPT_ALL = 'a', OPT_PREFIX = 0x101 };
 
 typedef struct topics_opts_s {
     dwctl_opts_t common;
     const char *maps[TOPICS_MAX_MAPS];
     int nmaps;
     int partitions; /* 0: from the configuration */
+    bool all;       /* --all: every map of maps.dir */
     const char *prefix;
 } topics_opts_t;
 
@@ -51,6 +56,9 @@ static dw_err_t topics_opt(int opt, const char *arg, void *opaque, char *errstr,
     case OPT_PREFIX:
         o->prefix = arg;
         return DW_OK;
+    case OPT_ALL:
+        o->all = true;
+        return DW_OK;
     }
     return dw_errf(DW_ERR_INVALID_ARG, errstr, errstr_size, "unexpected option");
 }
@@ -58,20 +66,23 @@ static dw_err_t topics_opt(int opt, const char *arg, void *opaque, char *errstr,
 static const struct option create_longopts[] = {
     {"map", required_argument, NULL, OPT_MAP},
     {"partitions", required_argument, NULL, OPT_PARTITIONS},
+    {"all", no_argument, NULL, OPT_ALL},
     DWCTL_LONGOPT_JSON,
     {0},
 };
 static dw_cli_spec_t create_spec = {
     .name = "topics create",
-    .synopsis = "[OPTIONS] --map MAP [--map MAP ...]",
-    .description = "Create the five topics of each map (fo, dv, to-dv, to-fo, dlq). Topics that "
-                   "exist are left as they are. Partitions: --partitions, else "
-                   "maps.<map>.partitions, else topics.partitions; retention: "
-                   "topics.retention_ms (topics.dlq_retention_ms for the dead letters).",
+    .synopsis = "[OPTIONS] --map MAP [--map MAP ...] | --all",
+    .description = "Create the five topics of each map (fo, dv, to-dv, to-fo, dlq), and always "
+                   "dw._unknown.dlq and dw._capture.dlq. Topics that exist are left as they "
+                   "are. Partitions: --partitions, else maps.<map>.partitions, else "
+                   "topics.partitions; retention: topics.retention_ms (topics.dlq_retention_ms "
+                   "for the dead letters).",
     .options_help = "  -m, --map MAP            a map name ([a-z0-9_]+); repeatable\n"
+                    "  -a, --all                every map of maps.dir (in dependency order)\n"
                     "  -p, --partitions N       partitions of every topic created\n"
                     "      --json               one JSON object per topic on stdout\n",
-    .shortopts = "m:p:",
+    .shortopts = "m:p:a",
     .longopts = create_longopts,
     .on_option = topics_opt,
     .opaque = &create_opts,
@@ -93,52 +104,85 @@ static dw_cli_spec_t list_spec = {
     .opaque = &list_opts,
 };
 
+/* Add the maps of maps.dir to ts, in dependency order. Exit code, or DW_EXIT_OK. */
+static int add_all_maps(dwctl_ctx_t *ctx, dw_topics_t *ts)
+{
+    char errstr[2048];
+    int rc = DW_EXIT_FAILURE;
+    const dw_map_t **order = NULL;
+    const char *maps_dir = dw_conf_get_str(ctx->conf, "maps.dir");
+    dw_mapset_t *set = dw_mapset_load(maps_dir, dw_conf_get_str(ctx->conf, "maps.metadata_dir"),
+                                      NULL, errstr, sizeof(errstr));
+    if (!set) {
+        fprintf(stderr, "dwctl topics create: could not load the maps of %s: %s\n", maps_dir,
+                errstr);
+        return DW_EXIT_USAGE;
+    }
+    size_t n = dw_mapset_count(set);
+    if (n > 0 && !(order = calloc(n, sizeof(*order)))) {
+        fprintf(stderr, "dwctl topics create: out of memory\n");
+        goto out;
+    }
+    if (n > 0 && dw_mapset_order(set, order) != DW_OK) {
+        fprintf(stderr, "dwctl topics create: could not order the maps of %s\n", maps_dir);
+        goto out;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (dw_topics_add_map(ts, dw_map_name(order[i]), DW_TOPICS_ALL, errstr, sizeof(errstr)) !=
+            DW_OK) {
+            fprintf(stderr, "dwctl topics create: %s\n", errstr);
+            goto out;
+        }
+    }
+    rc = DW_EXIT_OK;
+out:
+    free(order);
+    dw_mapset_destroy(set);
+    return rc;
+}
+
 static int create_run(dwctl_ctx_t *ctx, void *opaque)
 {
     topics_opts_t *o = opaque;
     char errstr[2048];
-    static char names[TOPICS_MAX_MAPS * DW_KAFKA_TOPIC__COUNT][DW_KAFKA_TOPIC_MAX + 1];
-    char retention[32], dlq_retention[32];
-    static dw_kafka_topic_spec_t specs[TOPICS_MAX_MAPS * DW_KAFKA_TOPIC__COUNT];
-    const char *config[] = {"retention.ms", retention, NULL};
-    const char *dlq_config[] = {"retention.ms", dlq_retention, NULL};
-    size_t n = 0;
     int rc = DW_EXIT_FAILURE;
     rd_kafka_t *rk = NULL;
+    dw_topics_t *ts = NULL;
 
-    if (o->nmaps == 0)
-        return dw_cli_usage_error(ctx->cli, &create_spec, "at least one --map is required");
-    snprintf(retention, sizeof(retention), "%lld",
-             dw_conf_get_int(ctx->conf, "topics.retention_ms"));
-    snprintf(dlq_retention, sizeof(dlq_retention), "%lld",
-             dw_conf_get_int(ctx->conf, "topics.dlq_retention_ms"));
-    for (int m = 0; m < o->nmaps; m++) {
+    if (o->nmaps == 0 && !o->all)
+        return dw_cli_usage_error(ctx->cli, &create_spec,
+                                  "--all or at least one --map is required");
+    if (o->nmaps > 0 && o->all)
+        return dw_cli_usage_error(ctx->cli, &create_spec, "--all and --map exclude each other");
+    for (int m = 0; m < o->nmaps; m++)
         if (dw_kafka_map_name_check(o->maps[m], false, errstr, sizeof(errstr)) != DW_OK)
             return dw_cli_usage_error(ctx->cli, NULL, "--map: %s", errstr);
-        char key[DW_KAFKA_MAP_MAX + 32];
-        snprintf(key, sizeof(key), "maps.%s.partitions", o->maps[m]);
-        int partitions = o->partitions ? o->partitions
-                         : dw_conf_is_set(ctx->conf, key)
-                             ? (int)dw_conf_get_int(ctx->conf, key)
-                             : (int)dw_conf_get_int(ctx->conf, "topics.partitions");
-        for (int k = 0; k < DW_KAFKA_TOPIC__COUNT; k++, n++) {
-            dw_kafka_topic_name(names[n], sizeof(names[n]), o->maps[m], (dw_kafka_topic_kind_t)k,
-                                NULL, 0);
-            specs[n] = (dw_kafka_topic_spec_t){
-                .name = names[n],
-                .partitions = partitions,
-                .replication_factor = (int)dw_conf_get_int(ctx->conf, "topics.replication_factor"),
-                .config = k == DW_KAFKA_TOPIC_DLQ ? dlq_config : config,
-            };
+    if (!(ts = dw_topics_new(ctx->conf, o->partitions))) {
+        fprintf(stderr, "dwctl topics create: out of memory\n");
+        return DW_EXIT_FAILURE;
+    }
+    if (o->all && (rc = add_all_maps(ctx, ts)) != DW_EXIT_OK)
+        goto out;
+    rc = DW_EXIT_FAILURE;
+    for (int m = 0; m < o->nmaps; m++) {
+        if (dw_topics_add_map(ts, o->maps[m], DW_TOPICS_ALL, errstr, sizeof(errstr)) != DW_OK) {
+            fprintf(stderr, "dwctl topics create: %s\n", errstr);
+            goto out;
         }
+    }
+    if (dw_topics_add_special(ts, errstr, sizeof(errstr)) != DW_OK) {
+        fprintf(stderr, "dwctl topics create: %s\n", errstr);
+        goto out;
     }
     rk = dw_kafka_admin_new(ctx->conf, errstr, sizeof(errstr));
     if (!rk) {
         fprintf(stderr, "dwctl topics create: %s\n", errstr);
-        return DW_EXIT_USAGE;
+        rc = DW_EXIT_USAGE;
+        goto out;
     }
-    dw_err_t err = dw_kafka_topics_create(rk, specs, n, TOPICS_TIMEOUT_MS, errstr, sizeof(errstr));
-    for (size_t i = 0; i < n; i++) {
+    dw_err_t err = dw_topics_ensure(ts, rk, TOPICS_TIMEOUT_MS, NULL, errstr, sizeof(errstr));
+    dw_kafka_topic_spec_t *specs = dw_topics_specs(ts);
+    for (size_t i = 0; i < dw_topics_count(ts); i++) {
         const char *state = specs[i].err ? "failed" : specs[i].existed ? "exists" : "created";
         if (ctx->json)
             dwctl_print_json(json_pack("{s:s, s:s, s:i}", "topic", specs[i].name, "state", state,
@@ -152,7 +196,9 @@ static int create_run(dwctl_ctx_t *ctx, void *opaque)
     }
     rc = DW_EXIT_OK;
 out:
-    rd_kafka_destroy(rk);
+    if (rk)
+        rd_kafka_destroy(rk);
+    dw_topics_destroy(ts);
     return rc;
 }
 
@@ -203,7 +249,7 @@ out:
 
 static const dwctl_cmd_t create_cmd = {
     .words = "topics create",
-    .summary = "create the topics of maps",
+    .summary = "create the topics of maps (--all: of every map)",
     .spec = &create_spec,
     .run = create_run,
 };

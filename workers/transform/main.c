@@ -12,20 +12,23 @@
 #include "dw_config.h"
 #include "dw_log.h"
 #include "dw_signal.h"
+#include "dw_topics.h"
 #include "transform.h"
 
-static const dw_conf_def_t *const tx_tables[] = {dw_conf_common_defs, tx_conf_defs, NULL};
+static const dw_conf_def_t *const tx_tables[] = {dw_conf_common_defs, tx_conf_defs,
+                                                 dw_topics_conf_defs, NULL};
 
 /* Sections of the shared fleet file that belong to other components. */
-static const char *const tx_foreign[] = {"capture", "writer", "monitor", "emulator", "dv",
-                                         "fo",      "topics", "dwctl",   NULL};
+static const char *const tx_foreign[] = {"capture", "writer", "monitor", "emulator",
+                                         "dv",      "fo",     "dwctl",   NULL};
 
-/* librdkafka settings dw-transform defaults to (kafka.* overrides them): bounded memory. */
+/* librdkafka settings dw-transform defaults through its own documented keys (see tx_conf_defs
+ * and docs/transform.md); an explicit kafka.<property> wins over them. */
 static const char *const tx_kafka_defaults[] = {
+    "transform.prefetch_kbytes",
     "kafka.queued.max.messages.kbytes",
-    "16384", /* consumer prefetch: 16 MB */
+    "transform.linger_ms",
     "kafka.linger.ms",
-    "5",
     NULL,
 };
 
@@ -56,10 +59,16 @@ int main(int argc, char **argv)
     if (rc != DW_CLI_CONTINUE)
         goto out;
     for (int i = 0; tx_kafka_defaults[i]; i += 2) {
-        if (dw_conf_is_set(conf, tx_kafka_defaults[i]))
+        const char *key = tx_kafka_defaults[i], *kkey = tx_kafka_defaults[i + 1];
+        if (dw_conf_is_set(conf, kkey)) {
+            if (dw_conf_source(conf, key) != DW_CONF_SRC_DEFAULT)
+                fprintf(stderr, "dw-transform: %s is set, %s is ignored\n", kkey, key);
             continue;
-        if (dw_conf_set(conf, tx_kafka_defaults[i], tx_kafka_defaults[i + 1], DW_CONF_SRC_DEFAULT,
-                        "dw-transform", errstr, sizeof(errstr)) != DW_OK) {
+        }
+        char value[32];
+        snprintf(value, sizeof(value), "%lld", dw_conf_get_int(conf, key));
+        if (dw_conf_set(conf, kkey, value, DW_CONF_SRC_DEFAULT, key, errstr, sizeof(errstr)) !=
+            DW_OK) {
             fprintf(stderr, "dw-transform: %s\n", errstr);
             rc = DW_EXIT_FAILURE;
             goto out;

@@ -25,6 +25,7 @@
 #include "dw_dlq.h"
 #include "dw_log.h"
 #include "dw_signal.h"
+#include "dw_topics.h"
 #include "transform.h"
 
 #define FAC "transform"
@@ -64,6 +65,14 @@ const dw_conf_def_t tx_conf_defs[] = {
      "longest wait for a message, in ms"},
     {"transform.stats_interval_ms", DW_CONF_INT, "10000", 0, 86400000, NULL, 0, NULL,
      "log the counters at info level this often (0: never)"},
+    {"transform.create_topics", DW_CONF_BOOL, "true", 0, 0, NULL, 0, NULL,
+     "at start and reload, create the missing topics of the served maps and dw._unknown.dlq "
+     "(topics.* settings); false: only check and warn"},
+    {"transform.prefetch_kbytes", DW_CONF_INT, "16384", 1, 2097151, NULL, 0, NULL,
+     "consumer prefetch bound, KB (kafka.queued.max.messages.kbytes; an explicit kafka.* value "
+     "wins)"},
+    {"transform.linger_ms", DW_CONF_INT, "5", 0, 900000, NULL, 0, NULL,
+     "producer batching delay, ms (kafka.linger.ms; an explicit kafka.* value wins)"},
     DW_CONF_END,
 };
 
@@ -180,6 +189,66 @@ static dw_err_t build_topics(const tx_loop_t *loop, const dw_mapset_t *set, char
     *topicsp = topics;
     *np = n;
     return DW_OK;
+}
+
+/* Make sure the topics of the served maps of set (the five of each map) and dw._unknown.dlq
+ * exist: create the missing ones (transform.create_topics) with the topics.* settings, else warn
+ * about them. A missing output topic would make every transaction abort. */
+static dw_err_t ensure_topics(tx_loop_t *loop, const dw_mapset_t *set, char *errstr,
+                              size_t errstr_size)
+{
+    bool create = dw_conf_get_bool(loop->conf, "transform.create_topics");
+    size_t nmaps = loop->served ? loop->nserved : dw_mapset_count(set);
+    size_t created = 0, nhave = 0;
+    char **have = NULL;
+    rd_kafka_t *rk = NULL;
+    dw_err_t err = DW_OK;
+    dw_topics_t *ts = dw_topics_new(loop->conf, 0);
+    if (!ts)
+        return dw_errf(DW_ERR_NOMEM, errstr, errstr_size, "out of memory");
+    for (size_t i = 0; i < nmaps && !err; i++)
+        err = dw_topics_add_map(ts,
+                                loop->served ? loop->served[i] : dw_map_name(dw_mapset_get(set, i)),
+                                DW_TOPICS_ALL, errstr, errstr_size);
+    if (!err)
+        err = dw_topics_add_map(ts, DW_DLQ_UNKNOWN_MAP, DW_TOPICS_KIND(DW_KAFKA_TOPIC_DLQ), errstr,
+                                errstr_size);
+    if (err)
+        goto out;
+    if (!(rk = dw_kafka_admin_new(loop->conf, errstr, errstr_size))) {
+        err = DW_ERR_CONFIG;
+        goto out;
+    }
+    if (create) {
+        err = dw_topics_ensure(ts, rk, (int)loop->txn_timeout_ms, &created, errstr, errstr_size);
+        if (err) {
+            char why[1024];
+            snprintf(why, sizeof(why), "%s", errstr);
+            err = dw_errf(err, errstr, errstr_size, "could not make sure of the topics: %s", why);
+            goto out;
+        }
+        if (created > 0)
+            DW_INFO(FAC, "created %zu missing topic(s) of %zu", created, dw_topics_count(ts));
+        goto out;
+    }
+    if ((err = dw_kafka_topics_list(rk, "dw.", (int)loop->txn_timeout_ms, &have, &nhave, errstr,
+                                    errstr_size)) != DW_OK)
+        goto out;
+    const dw_kafka_topic_spec_t *specs = dw_topics_specs(ts);
+    for (size_t i = 0; i < dw_topics_count(ts); i++) {
+        bool found = false;
+        for (size_t j = 0; j < nhave && !found; j++)
+            found = strcmp(have[j], specs[i].name) == 0;
+        if (!found)
+            DW_WARN(FAC, "topic \"%s\" does not exist (transform.create_topics=false)",
+                    specs[i].name);
+    }
+out:
+    dw_kafka_topics_free(have, nhave);
+    if (rk)
+        rd_kafka_destroy(rk);
+    dw_topics_destroy(ts);
+    return err;
 }
 
 static dw_err_t subscribe(tx_loop_t *loop, char *errstr, size_t errstr_size)
@@ -511,6 +580,8 @@ static void tx_reload(tx_loop_t *loop)
         tx_fatal(loop, DW_ERR_NOMEM, "out of memory");
         return;
     }
+    if (ensure_topics(loop, set, errstr, sizeof(errstr)) != DW_OK)
+        DW_WARN(FAC, "reload: %s", errstr); /* a new map's commands abort until they exist */
     /* one transaction, one map set */
     tx_commit(loop, false);
     dw_mapset_destroy(loop->set);
@@ -637,6 +708,8 @@ tx_loop_t *tx_loop_new(const dw_conf_t *conf, int *exit_code, char *errstr, size
         *exit_code = 2;
         goto fail;
     }
+    if (ensure_topics(loop, loop->set, errstr, errstr_size) != DW_OK)
+        goto fail;
 
     char client_id[300];
     snprintf(client_id, sizeof(client_id), "dw-transform-%s", loop->instance);
