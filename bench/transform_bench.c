@@ -164,7 +164,7 @@ static pid_t start_worker(void)
     char path[] = DW_BIN_DIR "/dw-transform";
     char a_maps[300], a_meta[300], a_map[128], a_inst[128], a_group[200], log[200];
     snprintf(a_maps, sizeof(a_maps), "maps.dir=%s", maps_dir);
-    snprintf(a_meta, sizeof(a_meta), "transform.metadata_dir=%s",
+    snprintf(a_meta, sizeof(a_meta), "maps.metadata_dir=%s",
              DW_SOURCE_DIR "/schemas/metadata");
     snprintf(a_map, sizeof(a_map), "transform.maps=%s", map);
     snprintf(a_inst, sizeof(a_inst), "transform.instance_id=%s", map);

@@ -40,8 +40,12 @@ const dw_conf_def_t dw_conf_common_defs[] = {
      "PostgreSQL connection string (libpq keyword/value or URI); its password is masked"},
     {"pg.connect_timeout_ms", DW_CONF_INT, "30000", 100, 600000, NULL, 0, NULL,
      "how long to wait for a PostgreSQL connection, in milliseconds"},
+    {"pg.migrations_dir", DW_CONF_STR, DW_DEFAULT_SCHEMAS_DIR "/sql", 0, 0, NULL, 0, NULL,
+     "folder of the versioned SQL migrations (NNN_name.sql) applied at start"},
     {"maps.dir", DW_CONF_STR, DW_DEFAULT_SCHEMAS_DIR "/maps", 0, 0, NULL, 0, NULL,
      "directory holding the map files (*.json)"},
+    {"maps.metadata_dir", DW_CONF_STR, DW_DEFAULT_SCHEMAS_DIR "/metadata", 0, 0, NULL, 0, NULL,
+     "folder of the table metadata (fo/, dv/) the maps are checked against"},
     DW_CONF_END,
 };
 

@@ -208,7 +208,7 @@ static pid_t start_worker(int slot, const char *inst, int commit_messages, int c
     char a_maps[400], a_meta[400], a_map[128], a_inst[128], a_group[200], a_cm[64], a_ci[64],
         log[400];
     snprintf(a_maps, sizeof(a_maps), "maps.dir=%s", maps_dir);
-    snprintf(a_meta, sizeof(a_meta), "transform.metadata_dir=%s",
+    snprintf(a_meta, sizeof(a_meta), "maps.metadata_dir=%s",
              DW_SOURCE_DIR "/schemas/metadata");
     snprintf(a_map, sizeof(a_map), "transform.maps=%s", map);
     snprintf(a_inst, sizeof(a_inst), "transform.instance_id=%s-%s", map, inst);

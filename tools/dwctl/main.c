@@ -11,24 +11,11 @@
 #include "dw_cli.h"
 #include "dw_config.h"
 #include "dw_log.h"
+#include "dw_topics.h"
 #include "dwctl.h"
 
 /* dwctl's own keys; the fleet's common keys come from dw_conf_common_defs. */
 static const dw_conf_def_t dwctl_defs[] = {
-    {"topics.partitions", DW_CONF_INT, "6", 1, 10000, NULL, 0, NULL,
-     "partitions of each new topic of a map (the ceiling of a map's parallelism)"},
-    {"topics.replication_factor", DW_CONF_INT, "-1", -1, 32, NULL, 0, NULL,
-     "replication factor of new topics; -1: the broker's default.replication.factor"},
-    {"topics.retention_ms", DW_CONF_INT, "604800000", -1, 1e15, NULL, 0, NULL,
-     "retention.ms of new capture and command topics (default 7 days; -1: forever)"},
-    {"topics.dlq_retention_ms", DW_CONF_INT, "2592000000", -1, 1e15, NULL, 0, NULL,
-     "retention.ms of new dead-letter topics (default 30 days; -1: forever)"},
-    {"maps.*.partitions", DW_CONF_INT, NULL, 1, 10000, NULL, 0, NULL,
-     "per-map override of topics.partitions"},
-    {"pg.migrations_dir", DW_CONF_STR, DW_DEFAULT_SCHEMAS_DIR "/sql", 0, 0, NULL, 0, NULL,
-     "folder of the versioned SQL migrations (NNN_name.sql)"},
-    {"maps.metadata_dir", DW_CONF_STR, DW_DEFAULT_SCHEMAS_DIR "/metadata", 0, 0, NULL, 0, NULL,
-     "folder of the table metadata the maps are checked against"},
     {"dv.api_path", DW_CONF_STR, "/api/data/v9.2", 0, 0, NULL, 0, NULL,
      "initial-sync: Web API path under dv.url"},
     {"fo.url", DW_CONF_STR, NULL, 0, 0, NULL, 0, NULL,
@@ -72,7 +59,8 @@ static const dw_conf_def_t dwctl_defs[] = {
     DW_CONF_END,
 };
 
-static const dw_conf_def_t *const dwctl_tables[] = {dw_conf_common_defs, dwctl_defs, NULL};
+static const dw_conf_def_t *const dwctl_tables[] = {dw_conf_common_defs, dw_topics_conf_defs,
+                                                      dwctl_defs, NULL};
 
 /* Sections of the shared fleet file that belong to other components. */
 static const char *const dwctl_foreign[] = {"capture", "transform", "writer", "monitor",

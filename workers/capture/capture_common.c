@@ -9,6 +9,7 @@
 #include <time.h>
 
 #include "capture.h"
+#include "dw_topics.h"
 #include "dw_log.h"
 #include "dw_mapper.h"
 
@@ -150,55 +151,43 @@ dw_err_t capture_produce(capture_t *cap, capture_ack_t *ack, const char *topic, 
 void capture_topics_create(capture_t *cap, dw_kafka_topic_kind_t kind)
 {
     char errstr[1024];
+    rd_kafka_t *admin = NULL;
+    dw_topics_t *ts = NULL;
+    size_t created = 0;
     if (!dw_conf_get_bool(cap->conf, "capture.create_topics"))
         return;
-    rd_kafka_t *admin = dw_kafka_admin_new(cap->conf, errstr, sizeof(errstr));
-    if (!admin) {
-        DW_WARN(CAPTURE_FAC, "could not create topics: %s", errstr);
-        return;
-    }
     int timeout = (int)dw_conf_get_int(cap->conf, "capture.topics_timeout_ms");
-    if (dw_kafka_wait_ready(admin, timeout, errstr, sizeof(errstr))) {
-        DW_WARN(CAPTURE_FAC, "Kafka is not reachable, topics not created: %s", errstr);
-        rd_kafka_destroy(admin);
-        return;
-    }
-    size_t n = cap->nactive + 1;
-    dw_kafka_topic_spec_t *specs = calloc(n, sizeof(*specs));
-    char (*names)[DW_KAFKA_TOPIC_MAX + 1] = calloc(n, sizeof(*names));
-    char retention[32], dlq_retention[32];
-    snprintf(retention, sizeof(retention), "%lld",
-             dw_conf_get_int(cap->conf, "topics.retention_ms"));
-    snprintf(dlq_retention, sizeof(dlq_retention), "%lld",
-             dw_conf_get_int(cap->conf, "topics.dlq_retention_ms"));
-    const char *config[] = {"retention.ms", retention, NULL};
-    const char *dlq_config[] = {"retention.ms", dlq_retention, NULL};
-    int rf = (int)dw_conf_get_int(cap->conf, "topics.replication_factor");
-    if (!specs || !names)
+    if (!(ts = dw_topics_new(cap->conf, 0))) {
+        DW_WARN(CAPTURE_FAC, "could not create topics: out of memory");
         goto out;
-    for (size_t i = 0; i < cap->nactive; i++) {
-        const char *m = dw_map_name(cap->active[i]);
-        char key[300];
-        dw_kafka_topic_name(names[i], sizeof(names[i]), m, kind, NULL, 0);
-        snprintf(key, sizeof(key), "maps.%s.partitions", m);
-        specs[i] = (dw_kafka_topic_spec_t){
-            .name = names[i],
-            .partitions = dw_conf_is_set(cap->conf, key)
-                              ? (int)dw_conf_get_int(cap->conf, key)
-                              : (int)dw_conf_get_int(cap->conf, "topics.partitions"),
-            .replication_factor = rf,
-            .config = config,
-        };
     }
-    snprintf(names[n - 1], sizeof(names[n - 1]), "%s", cap->dlq_topic);
-    specs[n - 1] = (dw_kafka_topic_spec_t){
-        .name = names[n - 1], .partitions = 1, .replication_factor = rf, .config = dlq_config};
-    if (dw_kafka_topics_create(admin, specs, n, timeout, errstr, sizeof(errstr)))
+    for (size_t i = 0; i < cap->nactive; i++) {
+        if (dw_topics_add_map(ts, dw_map_name(cap->active[i]), DW_TOPICS_KIND(kind), errstr,
+                              sizeof(errstr)) != DW_OK) {
+            DW_WARN(CAPTURE_FAC, "could not create topics: %s", errstr);
+            goto out;
+        }
+    }
+    if (dw_topics_add_special(ts, errstr, sizeof(errstr)) != DW_OK) {
+        DW_WARN(CAPTURE_FAC, "could not create topics: %s", errstr);
+        goto out;
+    }
+    if (!(admin = dw_kafka_admin_new(cap->conf, errstr, sizeof(errstr)))) {
+        DW_WARN(CAPTURE_FAC, "could not create topics: %s", errstr);
+        goto out;
+    }
+    if (dw_kafka_wait_ready(admin, timeout, errstr, sizeof(errstr)) != DW_OK) {
+        DW_WARN(CAPTURE_FAC, "Kafka is not reachable, topics not created: %s", errstr);
+        goto out;
+    }
+    if (dw_topics_ensure(ts, admin, timeout, &created, errstr, sizeof(errstr)) != DW_OK)
         DW_WARN(CAPTURE_FAC, "%s", errstr);
+    else if (created > 0)
+        DW_INFO(CAPTURE_FAC, "created %zu missing topic(s)", created);
 out:
-    free(specs);
-    free(names);
-    rd_kafka_destroy(admin);
+    dw_topics_destroy(ts);
+    if (admin)
+        rd_kafka_destroy(admin);
 }
 
 /* ---- checkpoints ----------------------------------------------------------------------------- */

@@ -16,6 +16,7 @@
 #include "dw_map.h"
 #include "dw_pg.h"
 #include "dw_signal.h"
+#include "dw_topics.h"
 
 static const dw_conf_def_t capture_defs[] = {
     {"capture.system", DW_CONF_ENUM, NULL, 0, 0, "fo|dv", 0, NULL,
@@ -77,26 +78,13 @@ static const dw_conf_def_t capture_defs[] = {
     {"dv.tls_insecure", DW_CONF_BOOL, "false", 0, 0, NULL, 0, NULL,
      "do NOT verify the server's TLS certificate (never in production)"},
     {"dv.ca_file", DW_CONF_STR, NULL, 0, 0, NULL, 0, NULL, "CA bundle; default: the system's"},
-    {"topics.partitions", DW_CONF_INT, "6", 1, 10000, NULL, 0, NULL,
-     "partitions of each new capture topic"},
-    {"topics.replication_factor", DW_CONF_INT, "-1", -1, 32, NULL, 0, NULL,
-     "replication factor of new topics; -1: the broker's default"},
-    {"topics.retention_ms", DW_CONF_INT, "604800000", -1, 1e15, NULL, 0, NULL,
-     "retention.ms of new capture topics"},
-    {"topics.dlq_retention_ms", DW_CONF_INT, "2592000000", -1, 1e15, NULL, 0, NULL,
-     "retention.ms of dw._capture.dlq"},
-    {"maps.*.partitions", DW_CONF_INT, NULL, 1, 10000, NULL, 0, NULL,
-     "per-map override of topics.partitions"},
-    {"pg.migrations_dir", DW_CONF_STR, DW_DEFAULT_SCHEMAS_DIR "/sql", 0, 0, NULL, 0, NULL,
-     "folder of the versioned SQL migrations"},
-    {"maps.metadata_dir", DW_CONF_STR, DW_DEFAULT_SCHEMAS_DIR "/metadata", 0, 0, NULL, 0, NULL,
-     "folder of the table metadata the maps are checked against"},
     DW_CONF_END,
 };
 
-static const dw_conf_def_t *const capture_tables[] = {dw_conf_common_defs, capture_defs, NULL};
+static const dw_conf_def_t *const capture_tables[] = {dw_conf_common_defs, dw_topics_conf_defs,
+                                                        capture_defs, NULL};
 static const char *const capture_foreign[] = {"transform", "writer", "monitor", "emulator", "dv",
-                                              "fo", "topics", "initial_sync", NULL};
+                                              "fo", "initial_sync", NULL};
 
 #define OPT_SYSTEM 's'
 

@@ -37,8 +37,6 @@
 const dw_conf_def_t tx_conf_defs[] = {
     {"transform.maps", DW_CONF_STR, "all", 0, 0, NULL, 0, NULL,
      "maps this worker serves: \"all\" (every map of maps.dir) or names separated by commas"},
-    {"transform.metadata_dir", DW_CONF_STR, DW_DEFAULT_SCHEMAS_DIR "/metadata", 0, 0, NULL, 0, NULL,
-     "folder of the table metadata the maps are checked against"},
     {"transform.group_id", DW_CONF_STR, "dw-transform", 0, 0, NULL, 0, NULL,
      "consumer group of the transform workers"},
     {"transform.instance_id", DW_CONF_STR, NULL, 0, 0, NULL, 0, NULL,
@@ -564,7 +562,7 @@ static void tx_reload(tx_loop_t *loop)
 {
     char errstr[1024];
     const char *maps_dir = dw_conf_get_str(loop->conf, "maps.dir");
-    const char *meta_dir = dw_conf_get_str(loop->conf, "transform.metadata_dir");
+    const char *meta_dir = dw_conf_get_str(loop->conf, "maps.metadata_dir");
     char **topics = NULL;
     size_t ntopics = 0;
     DW_INFO(FAC, "reloading the maps of %s", maps_dir);
@@ -686,7 +684,7 @@ tx_loop_t *tx_loop_new(const dw_conf_t *conf, int *exit_code, char *errstr, size
         goto fail;
     }
     const char *maps_dir = dw_conf_get_str(conf, "maps.dir");
-    const char *meta_dir = dw_conf_get_str(conf, "transform.metadata_dir");
+    const char *meta_dir = dw_conf_get_str(conf, "maps.metadata_dir");
     char why[1024];
     loop->set = dw_mapset_load(maps_dir, meta_dir, NULL, why, sizeof(why));
     if (!loop->set) {
