@@ -894,12 +894,97 @@ static bool fo_filter(fo_t *d, const char *text, dw_filter_t **out)
     return true;
 }
 
-/* nextLink: the request's own options with $skip / $top advanced. */
-static void fo_next_link(fo_t *d, long long skip, long long top, char *out, size_t size)
+/* Server-driven paging is keyset paging: without $orderby the rows come in key order (the primary
+ * key's index) and the nextLink carries an opaque $skiptoken, "k" + hex of the JSON array of the
+ * page's last key, so each page is an index range scan whatever its depth (OFFSET made a run over
+ * n rows O(n^2)). With $orderby the nextLink carries $skip (and the remaining $top) as before. */
+#define FO_TOKEN_MAX 2048
+
+/* The key values of row (a to_jsonb row), new array; NULL when a key column is missing. */
+static json_t *fo_row_keyvals(const emu_table_t *t, json_t *row)
+{
+    json_t *key = json_object_get(t->meta, "key"), *a = json_array();
+    if (!json_array_size(key)) {
+        json_decref(a);
+        return NULL;
+    }
+    for (size_t i = 0; i < json_array_size(key); i++) {
+        json_t *v = json_object_get(row, json_string_value(json_array_get(key, i)));
+        if (!v || json_is_null(v) || json_is_object(v) || json_is_array(v)) {
+            json_decref(a);
+            return NULL;
+        }
+        json_array_append(a, v);
+    }
+    return a;
+}
+
+/* "k" + hex(JSON of keyvals) into out; false when it does not fit. */
+static bool fo_token_encode(json_t *keyvals, char *out, size_t size)
+{
+    char *text = json_dumps(keyvals, JSON_COMPACT | JSON_ENCODE_ANY);
+    bool ok = text && 1 + 2 * strlen(text) + 1 <= size;
+    if (ok) {
+        out[0] = 'k';
+        for (size_t i = 0; text[i]; i++)
+            snprintf(out + 1 + 2 * i, 3, "%02x", (unsigned char)text[i]);
+    }
+    free(text);
+    return ok;
+}
+
+/* The key values in a $skiptoken (new array), or NULL when it is not one of ours for t. */
+static json_t *fo_token_decode(const emu_table_t *t, const char *token)
+{
+    size_t l = strlen(token);
+    if (l < 3 || token[0] != 'k' || (l - 1) % 2 || l > FO_TOKEN_MAX)
+        return NULL;
+    char text[FO_TOKEN_MAX / 2 + 1];
+    size_t n = 0;
+    for (size_t i = 1; i < l; i += 2) {
+        unsigned v;
+        if (!strchr("0123456789abcdef", token[i]) || !strchr("0123456789abcdef", token[i + 1]) ||
+            sscanf(token + i, "%2x", &v) != 1 || v == 0)
+            return NULL;
+        text[n++] = (char)v;
+    }
+    text[n] = '\0';
+    json_t *a = json_loads(text, JSON_REJECT_DUPLICATES, NULL);
+    size_t nk = json_array_size(json_object_get(t->meta, "key"));
+    bool ok = nk > 0 && json_is_array(a) && json_array_size(a) == nk;
+    for (size_t i = 0; ok && i < nk; i++) {
+        json_t *v = json_array_get(a, i);
+        ok = json_is_string(v) || json_is_integer(v) || json_is_real(v) || json_is_boolean(v);
+    }
+    if (!ok) {
+        json_decref(a);
+        return NULL;
+    }
+    return a;
+}
+
+/* A key value as the text of a query parameter (PostgreSQL casts it to the column's type). */
+static void fo_keyval_text(json_t *v, char *out, size_t size)
+{
+    if (json_is_string(v))
+        snprintf(out, size, "%s", json_string_value(v));
+    else if (json_is_integer(v))
+        snprintf(out, size, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
+    else if (json_is_real(v))
+        snprintf(out, size, "%.17g", json_real_value(v));
+    else
+        snprintf(out, size, "%s", json_is_true(v) ? "true" : "false");
+}
+
+/* nextLink: the request's own options with $skip / $top / $skiptoken replaced by skiptoken (when
+ * not NULL) or skip, and the remaining top (when >= 0). */
+static void fo_next_link(fo_t *d, const char *skiptoken, long long skip, long long top, char *out,
+                         size_t size)
 {
     snprintf(out, size, "%s%s?", d->ctx->base_url, d->t->entity_set);
     for (size_t i = 0; i < d->req->nargs; i++) {
-        if (strcmp(d->req->arg_names[i], "$skip") == 0 || strcmp(d->req->arg_names[i], "$top") == 0)
+        if (strcmp(d->req->arg_names[i], "$skip") == 0 || strcmp(d->req->arg_names[i], "$top") == 0 ||
+            strcmp(d->req->arg_names[i], "$skiptoken") == 0)
             continue;
         emu_odata_url_encode(out, size, d->req->arg_names[i]);
         strncat(out, "=", size - strlen(out) - 1);
@@ -907,43 +992,76 @@ static void fo_next_link(fo_t *d, long long skip, long long top, char *out, size
         strncat(out, "&", size - strlen(out) - 1);
     }
     char tail[64];
-    if (top >= 0)
-        snprintf(tail, sizeof(tail), "$top=%lld&$skip=%lld", top, skip);
-    else
+    if (top >= 0) {
+        snprintf(tail, sizeof(tail), "$top=%lld&", top);
+        strncat(out, tail, size - strlen(out) - 1);
+    }
+    if (skiptoken) {
+        strncat(out, "$skiptoken=", size - strlen(out) - 1);
+        strncat(out, skiptoken, size - strlen(out) - 1);
+    } else {
         snprintf(tail, sizeof(tail), "$skip=%lld", skip);
-    strncat(out, tail, size - strlen(out) - 1);
+        strncat(out, tail, size - strlen(out) - 1);
+    }
 }
 
 /* Scan matching rows in key order (after $orderby); call back for each (output form + row).
- * Returns false with resp filled on a database error. */
+ * sql_offset rows are skipped in SQL first. after (borrowed, or NULL): key values from a
+ * $skiptoken, only rows after that key. Without $orderby the scan walks the primary key in
+ * chunks, each starting after the last key of the one before (keyset); with $orderby it pages
+ * with OFFSET. Returns false with resp filled on a database error. */
 typedef bool(fo_row_cb)(void *opaque, json_t *db);
 
 static bool fo_scan(fo_t *d, const emu_odata_query_t *q, const dw_filter_t *f, long long sql_offset,
-                    fo_row_cb *cb, void *opaque)
+                    json_t *after, fo_row_cb *cb, void *opaque)
 {
-    char errstr[512], sql[FO_SQL_MAX] = "";
+    char errstr[512];
     bool company = emu_fo_company_specific(d->t) && !d->cross;
-    sqlf(sql, "SELECT to_jsonb(x) FROM %s x", d->t->qname);
-    if (company)
-        sqlf(sql, " WHERE x.\"dataAreaId\" = $3");
-    sqlf(sql, " ORDER BY ");
-    for (size_t i = 0; q && i < q->norderby; i++)
-        sqlf(sql, "x.\"%s\" %s, ", q->orderby[i].col, q->orderby[i].desc ? "DESC NULLS LAST" : "ASC NULLS FIRST");
     json_t *key = json_object_get(d->t->meta, "key");
-    for (size_t i = 0; i < json_array_size(key); i++)
-        sqlf(sql, "%sx.\"%s\"", i ? ", " : "", json_string_value(json_array_get(key, i)));
-    sqlf(sql, " LIMIT $1 OFFSET $2");
+    size_t nk = json_array_size(key);
+    bool keyset = (!q || q->norderby == 0) && nk > 0;
+    json_t *last = after ? json_incref(after) : NULL;
     long long offset = sql_offset;
+    bool ok = true;
+    enum { FO_MAXK = 16 };
+    char kbuf[FO_MAXK][512];
+    if (nk > FO_MAXK) {
+        emu_fo_error(d->resp, 500, FO_T_ODATA, "Too many key fields on '%s'.", d->t->name);
+        return false;
+    }
     for (bool more = true; more;) {
+        char sql[FO_SQL_MAX] = "", lim[32], off[32];
+        const char *p[3 + FO_MAXK] = {lim, off, d->ctx->fo_company};
+        int np = company ? 3 : 2;
+        sqlf(sql, "SELECT to_jsonb(x) FROM %s x WHERE true", d->t->qname);
+        if (company)
+            sqlf(sql, " AND x.\"dataAreaId\" = $3");
+        if (keyset && last) {
+            sqlf(sql, " AND (");
+            for (size_t i = 0; i < nk; i++)
+                sqlf(sql, "%sx.\"%s\"", i ? ", " : "", json_string_value(json_array_get(key, i)));
+            sqlf(sql, ") > (");
+            for (size_t i = 0; i < nk; i++) {
+                fo_keyval_text(json_array_get(last, i), kbuf[i], sizeof(kbuf[i]));
+                p[np++] = kbuf[i];
+                sqlf(sql, "%s$%d", i ? ", " : "", np);
+            }
+            sqlf(sql, ")");
+        }
+        sqlf(sql, " ORDER BY ");
+        for (size_t i = 0; q && i < q->norderby; i++)
+            sqlf(sql, "x.\"%s\" %s, ", q->orderby[i].col, q->orderby[i].desc ? "DESC NULLS LAST" : "ASC NULLS FIRST");
+        for (size_t i = 0; i < nk; i++)
+            sqlf(sql, "%sx.\"%s\"", i ? ", " : "", json_string_value(json_array_get(key, i)));
+        sqlf(sql, " LIMIT $1 OFFSET $2");
         PGresult *res = NULL;
-        char lim[32], off[32];
         snprintf(lim, sizeof(lim), "%d", FO_CHUNK);
         snprintf(off, sizeof(off), "%lld", offset);
-        const char *p[3] = {lim, off, d->ctx->fo_company};
-        dw_err_t err = dw_pg_exec(d->pg, sql, company ? 3 : 2, p, &res, errstr, sizeof(errstr));
+        dw_err_t err = dw_pg_exec(d->pg, sql, np, p, &res, errstr, sizeof(errstr));
         if (err) {
             fo_pg_error(d, err, errstr);
-            return false;
+            ok = false;
+            break;
         }
         int nt = PQntuples(res);
         more = nt == FO_CHUNK;
@@ -956,22 +1074,30 @@ static bool fo_scan(fo_t *d, const emu_odata_query_t *q, const dw_filter_t *f, l
                     go = cb(opaque, row);
                 json_decref(o);
             }
+            if (keyset && i == nt - 1) {
+                json_decref(last);
+                last = row ? fo_row_keyvals(d->t, row) : NULL;
+                if (!last)
+                    more = false;
+            }
             json_decref(row);
             if (!go) {
                 more = false;
                 break;
             }
         }
-        offset += nt;
+        offset = keyset ? 0 : offset + nt;
         PQclear(res);
     }
-    return true;
+    json_decref(last);
+    return ok;
 }
 
 typedef struct {
     fo_t *d;
     const emu_odata_query_t *q;
     json_t *value;
+    json_t *last; /* the last row of the page (to_jsonb form), for the $skiptoken */
     long long skip_left, page, got, extra, count;
     bool counting;
 } fo_page_t;
@@ -989,6 +1115,8 @@ static bool page_cb(void *opaque, json_t *db)
     }
     if (pg->got < pg->page) {
         json_array_append_new(pg->value, fo_out(pg->d->t, db, pg->q));
+        json_decref(pg->last);
+        pg->last = json_incref(db);
         pg->got++;
         return true;
     }
@@ -996,9 +1124,39 @@ static bool page_cb(void *opaque, json_t *db)
     return false;
 }
 
+/* The number of matching rows: count(*) in SQL without a filter, a scan with one. */
+static bool fo_count(fo_t *d, const emu_odata_query_t *q, const dw_filter_t *f, long long *count)
+{
+    if (f) {
+        fo_page_t cnt;
+        memset(&cnt, 0, sizeof(cnt));
+        cnt.d = d;
+        cnt.q = q;
+        cnt.counting = true;
+        bool ok = fo_scan(d, q, f, 0, NULL, page_cb, &cnt);
+        *count = cnt.count;
+        return ok;
+    }
+    char errstr[512], sql[FO_SQL_MAX] = "";
+    bool company = emu_fo_company_specific(d->t) && !d->cross;
+    sqlf(sql, "SELECT count(*) FROM %s x%s", d->t->qname, company ? " WHERE x.\"dataAreaId\" = $1" : "");
+    const char *p[1] = {d->ctx->fo_company};
+    PGresult *res = NULL;
+    dw_err_t err = dw_pg_exec(d->pg, sql, company ? 1 : 0, p, &res, errstr, sizeof(errstr));
+    if (err) {
+        fo_pg_error(d, err, errstr);
+        PQclear(res);
+        return false;
+    }
+    *count = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+    PQclear(res);
+    return true;
+}
+
 static void fo_collection(fo_t *d, const emu_odata_query_t *q, bool count_only)
 {
     dw_filter_t *f = NULL;
+    json_t *after = NULL;
     fo_page_t pg;
     memset(&pg, 0, sizeof(pg));
     pg.d = d;
@@ -1010,12 +1168,13 @@ static void fo_collection(fo_t *d, const emu_odata_query_t *q, bool count_only)
         emu_fo_error(d->resp, 501, FO_T_NOTIMPL, "$expand is not implemented by dw-emulator.");
         goto out;
     }
+    if (q->skiptoken && (q->norderby || !(after = fo_token_decode(d->t, q->skiptoken)))) {
+        emu_fo_error(d->resp, 400, FO_T_ODATA, "The $skiptoken is not valid.");
+        goto out;
+    }
     if (count_only || q->count) {
-        fo_page_t cnt = pg;
-        cnt.counting = true;
-        if (!fo_scan(d, q, f, 0, page_cb, &cnt))
+        if (!fo_count(d, q, f, &pg.count))
             goto out;
-        pg.count = cnt.count;
         if (count_only) {
             char num[32];
             snprintf(num, sizeof(num), "%lld", pg.count);
@@ -1031,7 +1190,7 @@ static void fo_collection(fo_t *d, const emu_odata_query_t *q, bool count_only)
     /* without a filter, $skip goes to SQL; with one, skipped rows must be matched first */
     long long sql_offset = f ? 0 : q->skip;
     pg.skip_left = f ? q->skip : 0;
-    if (pg.page > 0 && !fo_scan(d, q, f, sql_offset, page_cb, &pg))
+    if (pg.page > 0 && !fo_scan(d, q, f, sql_offset, after, page_cb, &pg))
         goto out;
     char ctxs[1024];
     fo_context(d, q, "", ctxs, sizeof(ctxs));
@@ -1040,8 +1199,12 @@ static void fo_collection(fo_t *d, const emu_odata_query_t *q, bool count_only)
         json_object_set_new(o, "@odata.count", json_integer(pg.count));
     json_object_set(o, "value", pg.value);
     if (pg.extra && (q->top < 0 || pg.got < q->top)) {
-        char link[8192];
-        fo_next_link(d, q->skip + pg.got, q->top >= 0 ? q->top - pg.got : -1, link, sizeof(link));
+        char link[8192], token[FO_TOKEN_MAX + 1];
+        json_t *kv = q->norderby == 0 && pg.last ? fo_row_keyvals(d->t, pg.last) : NULL;
+        bool keyset = kv && fo_token_encode(kv, token, sizeof(token));
+        json_decref(kv);
+        fo_next_link(d, keyset ? token : NULL, q->skip + pg.got, q->top >= 0 ? q->top - pg.got : -1,
+                     link, sizeof(link));
         json_object_set_new(o, "@odata.nextLink", json_string(link));
     }
     emu_resp_json(d->resp, 200, o);
@@ -1052,6 +1215,8 @@ static void fo_collection(fo_t *d, const emu_odata_query_t *q, bool count_only)
     }
 out:
     json_decref(pg.value);
+    json_decref(pg.last);
+    json_decref(after);
     dw_filter_destroy(f);
 }
 
@@ -1335,7 +1500,8 @@ void emu_fo_handle(emu_ctx_t *ctx, emu_req_t *req, emu_resp_t *resp, const char 
     }
     unsigned allowed = EMU_Q_SELECT;
     if (!p.has_key)
-        allowed |= EMU_Q_FILTER | EMU_Q_TOP | EMU_Q_SKIP | EMU_Q_ORDERBY | EMU_Q_COUNT | EMU_Q_EXPAND;
+        allowed |= EMU_Q_FILTER | EMU_Q_TOP | EMU_Q_SKIP | EMU_Q_ORDERBY | EMU_Q_COUNT | EMU_Q_EXPAND |
+                   EMU_Q_SKIPTOKEN;
     if (emu_odata_query_parse(req->arg_names, req->arg_values, req->nargs, allowed, &q, errstr,
                               sizeof(errstr))) {
         emu_fo_error(resp, 400, FO_T_ODATA, "%s", errstr);
