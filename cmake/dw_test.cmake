@@ -3,7 +3,8 @@
 function(dw_add_test name)
   cmake_parse_arguments(T "" "" "SOURCES;LABELS;ENV" ${ARGN})
   add_executable(${name} ${T_SOURCES} ${CMAKE_SOURCE_DIR}/tests/support/dw_testutil.c
-                 ${CMAKE_SOURCE_DIR}/tests/support/dw_testemu.c)
+                 ${CMAKE_SOURCE_DIR}/tests/support/dw_testemu.c
+                 ${CMAKE_SOURCE_DIR}/tests/support/dw_testkafka.c)
   target_include_directories(${name} PRIVATE ${CMAKE_SOURCE_DIR}/tests/support)
   target_link_libraries(${name} PRIVATE dwcommon PkgConfig::CRITERION)
   target_compile_definitions(${name} PRIVATE

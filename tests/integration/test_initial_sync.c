@@ -7,35 +7,24 @@
  * usage error (exit 2). Maps are renamed copies, so topics and run rows are unique; they are
  * deleted at the end with the emulator schemas.
  */
-#include <arpa/inet.h>
 #include <criterion/criterion.h>
-#include <curl/curl.h>
-#include <dirent.h>
-#include <fcntl.h>
 #include <jansson.h>
 #include <libpq-fe.h>
-#include <netinet/in.h>
-#include <signal.h>
-#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <sys/stat.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "dw_kafka.h"
+#include "dw_testemu.h"
+#include "dw_testkafka.h"
 #include "dw_testutil.h"
-
-extern char **environ;
 
 #define FO_ROWS 3000
 
-static pid_t emu_pid = -1;
-static int emu_port;
-static char emu_schema[128];
+static dw_testemu_t *emu;
+static int emu_port;          /* the emulator's, or a port nothing answers on (usage tests) */
 static char emu_system[4];
 static char suffix[32];
 static char maps_dir[256];
@@ -43,119 +32,15 @@ static char maps_dir[256];
 static const char *const test_maps[] = {"customers_accounts", "currencies", "customer_groups",
                                         "legal_entities", "payment_terms", NULL};
 
-static int free_port(void)
-{
-    int s = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a;
-    memset(&a, 0, sizeof(a));
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    bind(s, (struct sockaddr *)&a, sizeof(a));
-    socklen_t l = sizeof(a);
-    getsockname(s, (struct sockaddr *)&a, &l);
-    close(s);
-    return ntohs(a.sin_port);
-}
-
-/* ---- HTTP ------------------------------------------------------------------------------------ */
-
-typedef struct {
-    long status;
-    char *body;
-    size_t len;
-} resp_t;
-
-static size_t on_body(char *p, size_t s, size_t n, void *ud)
-{
-    resp_t *r = ud;
-    r->body = realloc(r->body, r->len + s * n + 1);
-    memcpy(r->body + r->len, p, s * n);
-    r->len += s * n;
-    r->body[r->len] = '\0';
-    return s * n;
-}
-
-static char token[4096];
-
-static void req(resp_t *r, const char *method, const char *path, const char *body,
-                const char *content_type)
-{
-    memset(r, 0, sizeof(*r));
-    char url[2048], auth[4200];
-    snprintf(url, sizeof(url), "http://127.0.0.1:%d%s", emu_port, path);
-    CURL *c = curl_easy_init();
-    struct curl_slist *h = NULL;
-    if (token[0]) {
-        snprintf(auth, sizeof(auth), "Authorization: Bearer %s", token);
-        h = curl_slist_append(h, auth);
-    }
-    char ct[128];
-    snprintf(ct, sizeof(ct), "Content-Type: %s", content_type ? content_type : "application/json");
-    if (body)
-        h = curl_slist_append(h, ct);
-    h = curl_slist_append(h, "Expect:");
-    curl_easy_setopt(c, CURLOPT_URL, url);
-    curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
-    curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
-    curl_easy_setopt(c, CURLOPT_WRITEDATA, r);
-    curl_easy_setopt(c, CURLOPT_TIMEOUT, 30L);
-    if (body)
-        curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
-    if (curl_easy_perform(c) == CURLE_OK)
-        curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &r->status);
-    curl_slist_free_all(h);
-    curl_easy_cleanup(c);
-}
-
-static void get_token(void)
-{
-    resp_t r;
-    token[0] = '\0';
-    req(&r, "POST", "/contoso/oauth2/v2.0/token",
-        "client_id=dwfleet&client_secret=dwfleet-local-secret&grant_type=client_credentials"
-        "&scope=https%3A%2F%2Fx.example%2F.default",
-        "application/x-www-form-urlencoded");
-    cr_assert_eq(r.status, 200, "token: %ld %s", r.status, r.body);
-    json_t *j = json_loads(r.body, 0, NULL);
-    snprintf(token, sizeof(token), "%s", json_string_value(json_object_get(j, "access_token")));
-    json_decref(j);
-    free(r.body);
-}
-
 /* ---- emulator --------------------------------------------------------------------------------- */
 
 static void start_emulator(const char *system)
 {
-    const char *dsn = getenv("DW_PG_DSN");
-    cr_assert(dsn, "DW_PG_DSN is not set (eval \"$(scripts/services.sh env)\")");
+    char errstr[1024];
     snprintf(emu_system, sizeof(emu_system), "%s", system);
-    emu_port = free_port();
-    char listen[64], log[256];
-    snprintf(listen, sizeof(listen), "127.0.0.1:%d", emu_port);
-    snprintf(log, sizeof(log), "/tmp/%s.log", emu_schema);
-    const char *argv[] = {"dw-emulator", "--system", system, "--listen", listen, "--pg", dsn,
-                          "--schema", emu_schema, NULL};
-    posix_spawn_file_actions_t fa;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_addopen(&fa, 1, log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    posix_spawn_file_actions_adddup2(&fa, 1, 2);
-    int e = posix_spawn(&emu_pid, DW_BIN_DIR "/dw-emulator", &fa, NULL, (char *const *)argv,
-                        environ);
-    posix_spawn_file_actions_destroy(&fa);
-    cr_assert_eq(e, 0, "spawn dw-emulator: %s", strerror(e));
-    for (int i = 0; i < 200; i++) {
-        resp_t r;
-        req(&r, "GET", strcmp(system, "fo") == 0 ? "/data/" : "/api/data/v9.2/", NULL, NULL);
-        free(r.body);
-        if (r.status == 401)
-            break;
-        int status;
-        cr_assert_eq(waitpid(emu_pid, &status, WNOHANG), 0, "dw-emulator exited early, see %s",
-                     log);
-        usleep(50000);
-    }
-    get_token();
+    emu = dw_testemu_start(system, "emu_is", NULL, NULL, errstr, sizeof(errstr));
+    cr_assert(emu, "%s", errstr);
+    emu_port = dw_testemu_port(emu);
 }
 
 static void seed_fo(void)
@@ -164,7 +49,7 @@ static void seed_fo(void)
     char records[64];
     snprintf(records, sizeof(records), "CustomersV3=%d", FO_ROWS);
     const char *args[] = {"seed", "--system", "fo", "--pg", getenv("DW_PG_DSN"), "--schema",
-                          emu_schema, "--records", records, NULL};
+                          dw_testemu_schema(emu), "--records", records, NULL};
     dw_test_run(r, DW_BIN_DIR "/dw-emulator", args, NULL, 1);
     cr_assert_eq(r->status, 0, "seed: %s", r->err);
     free(r);
@@ -177,120 +62,32 @@ static void map_name(char *out, size_t size, const char *basename)
     snprintf(out, size, "%s_%s", basename, suffix);
 }
 
-/* Copy the standard maps to maps_dir, renamed "<name>_<suffix>" everywhere. */
-static void make_maps(void)
-{
-    mkdir(maps_dir, 0755);
-    for (int i = 0; test_maps[i]; i++) {
-        char path[512], *text = NULL;
-        size_t len = 0;
-        snprintf(path, sizeof(path), DW_SOURCE_DIR "/schemas/maps/%s.json", test_maps[i]);
-        FILE *f = fopen(path, "r");
-        cr_assert(f, "%s", path);
-        FILE *m = open_memstream(&text, &len);
-        char buf[4096];
-        size_t n;
-        while ((n = fread(buf, 1, sizeof(buf), f)) > 0)
-            fwrite(buf, 1, n, m);
-        fclose(f);
-        fclose(m);
-        for (int j = 0; test_maps[j]; j++) {
-            char from[128], to[160];
-            snprintf(from, sizeof(from), "\"%s\"", test_maps[j]);
-            snprintf(to, sizeof(to), "\"%s_%s\"", test_maps[j], suffix);
-            char *p;
-            while ((p = strstr(text, from))) {
-                size_t fl = strlen(from), tl = strlen(to), l = strlen(text);
-                char *nt = malloc(l - fl + tl + 1);
-                memcpy(nt, text, (size_t)(p - text));
-                memcpy(nt + (p - text), to, tl);
-                strcpy(nt + (p - text) + tl, p + fl);
-                free(text);
-                text = nt;
-            }
-        }
-        snprintf(path, sizeof(path), "%s/%s_%s.json", maps_dir, test_maps[i], suffix);
-        f = fopen(path, "w");
-        fputs(text, f);
-        fclose(f);
-        free(text);
-    }
-}
-
-static void remove_maps(void)
-{
-    DIR *d = opendir(maps_dir);
-    struct dirent *e;
-    while (d && (e = readdir(d))) {
-        if (e->d_name[0] == '.')
-            continue;
-        char p[600];
-        snprintf(p, sizeof(p), "%s/%s", maps_dir, e->d_name);
-        unlink(p);
-    }
-    if (d)
-        closedir(d);
-    rmdir(maps_dir);
-}
-
+/* a dw_testkafka_read predicate: at least count records, and what else arrives until 300 ms after
+ * the start */
 typedef struct {
-    char **keys;
-    json_t **evs;
-    size_t n, cap;
-} recs_t;
+    size_t count;
+    struct timespec t0;
+} enough_t;
+
+static bool have_enough(dw_testkafka_t *rs, void *arg)
+{
+    enough_t *e = arg;
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    long el = (t.tv_sec - e->t0.tv_sec) * 1000 + (t.tv_nsec - e->t0.tv_nsec) / 1000000;
+    return rs->n >= e->count && el > 300;
+}
 
 /* Every record on dw.<map>.<src> (one partition): read until count records or timeout_ms. */
-static void recs_read(recs_t *rs, const char *map, const char *src, size_t count, int timeout_ms)
+static void recs_read(dw_testkafka_t *rs, const char *map, const char *src, size_t count,
+                      int timeout_ms)
 {
-    memset(rs, 0, sizeof(*rs));
     char errstr[512], topic[300];
     snprintf(topic, sizeof(topic), "dw.%s.%s", map, src);
-    rd_kafka_conf_t *c = rd_kafka_conf_new();
-    rd_kafka_conf_set(c, "bootstrap.servers", getenv("DW_KAFKA_BOOTSTRAP"), NULL, 0);
-    rd_kafka_conf_set(c, "group.id", dw_test_unique("isync"), NULL, 0);
-    rd_kafka_conf_set(c, "enable.auto.commit", "false", NULL, 0);
-    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, c, errstr, sizeof(errstr));
-    cr_assert(rk, "%s", errstr);
-    rd_kafka_poll_set_consumer(rk);
-    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
-    rd_kafka_topic_partition_list_add(l, topic, 0)->offset = RD_KAFKA_OFFSET_BEGINNING;
-    rd_kafka_assign(rk, l);
-    rd_kafka_topic_partition_list_destroy(l);
-    struct timespec t0, t;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
-    for (;;) {
-        clock_gettime(CLOCK_MONOTONIC, &t);
-        long el = (t.tv_sec - t0.tv_sec) * 1000 + (t.tv_nsec - t0.tv_nsec) / 1000000;
-        /* at least count, then what else arrives within a short quiet period */
-        if (el > timeout_ms || (rs->n >= count && el > 300))
-            break;
-        rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 200);
-        if (!m)
-            continue;
-        if (!m->err) {
-            if (rs->n == rs->cap) {
-                rs->cap = rs->cap ? rs->cap * 2 : 1024;
-                rs->keys = realloc(rs->keys, rs->cap * sizeof(*rs->keys));
-                rs->evs = realloc(rs->evs, rs->cap * sizeof(*rs->evs));
-            }
-            rs->keys[rs->n] = strndup(m->key ? (const char *)m->key : "", m->key_len);
-            rs->evs[rs->n] = json_loadb(m->payload, m->len, 0, NULL);
-            rs->n++;
-        }
-        rd_kafka_message_destroy(m);
-    }
-    rd_kafka_consumer_close(rk);
-    rd_kafka_destroy(rk);
-}
-
-static void recs_free(recs_t *rs)
-{
-    for (size_t i = 0; i < rs->n; i++) {
-        free(rs->keys[i]);
-        json_decref(rs->evs[i]);
-    }
-    free(rs->keys);
-    free(rs->evs);
+    cr_assert_eq(dw_testkafka_open(rs, topic, false, errstr, sizeof(errstr)), 0, "%s", errstr);
+    enough_t e = {.count = count};
+    clock_gettime(CLOCK_MONOTONIC, &e.t0);
+    dw_testkafka_read(rs, timeout_ms, have_enough, &e);
 }
 
 static int cmp_str(const void *a, const void *b)
@@ -299,11 +96,12 @@ static int cmp_str(const void *a, const void *b)
 }
 
 /* The number of distinct keys among rs's records from index `from`. */
-static size_t distinct_keys(const recs_t *rs, size_t from)
+static size_t distinct_keys(const dw_testkafka_t *rs, size_t from)
 {
     size_t n = rs->n - from, d = 0;
     char **k = malloc((n ? n : 1) * sizeof(*k));
-    memcpy(k, rs->keys + from, n * sizeof(*k));
+    for (size_t i = 0; i < n; i++)
+        k[i] = rs->r[from + i].key;
     qsort(k, n, sizeof(*k), cmp_str);
     for (size_t i = 0; i < n; i++)
         if (i == 0 || strcmp(k[i], k[i - 1]) != 0)
@@ -351,35 +149,17 @@ static void setup_common(void)
     snprintf(suffix, sizeof(suffix), "i%x%x", (unsigned)getpid() & 0xffff,
              (unsigned)time(NULL) & 0xffffff);
     snprintf(maps_dir, sizeof(maps_dir), "/tmp/dwisync_maps_%s", suffix);
-    snprintf(emu_schema, sizeof(emu_schema), "emu_is_%s", suffix);
-    make_maps();
+    char errstr[512];
+    cr_assert_eq(dw_test_maps_copy(maps_dir, test_maps, suffix, errstr, sizeof(errstr)), 0, "%s",
+                 errstr);
 }
 
 static void teardown(void)
 {
-    if (emu_pid > 0) {
-        kill(emu_pid, SIGTERM);
-        waitpid(emu_pid, NULL, 0);
-        emu_pid = -1;
-    }
-    remove_maps();
-    char errstr[512];
-    rd_kafka_conf_t *c = rd_kafka_conf_new();
-    rd_kafka_conf_set(c, "bootstrap.servers", getenv("DW_KAFKA_BOOTSTRAP"), NULL, 0);
-    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, c, errstr, sizeof(errstr));
-    if (rk) {
-        const char *names[16];
-        char buf[16][256];
-        size_t n = 0;
-        for (size_t i = 0; test_maps[i]; i++)
-            for (int s = 0; s < 2; s++, n++) {
-                snprintf(buf[n], sizeof(buf[n]), "dw.%s_%s.%s", test_maps[i], suffix,
-                         s ? "dv" : "fo");
-                names[n] = buf[n];
-            }
-        dw_kafka_topics_delete(rk, names, n, 10000, errstr, sizeof(errstr));
-        rd_kafka_destroy(rk);
-    }
+    dw_testemu_destroy(emu);
+    emu = NULL;
+    dw_test_maps_remove(maps_dir);
+    dw_testkafka_delete_topics(test_maps, suffix, (const char *const[]){"fo", "dv", NULL});
     PGconn *pc = PQconnectdb(getenv("DW_PG_DSN"));
     if (PQstatus(pc) == CONNECTION_OK) {
         char like[64];
@@ -390,23 +170,15 @@ static void teardown(void)
                              NULL, 0));
         PQclear(PQexecParams(pc, "DELETE FROM dw_record_ids WHERE map LIKE $1", 1, NULL, p, NULL,
                              NULL, 0));
-        char *id = PQescapeIdentifier(pc, emu_schema, strlen(emu_schema));
-        char sql[300];
-        snprintf(sql, sizeof(sql), "DROP SCHEMA IF EXISTS %s CASCADE", id);
-        PQclear(PQexec(pc, sql));
-        PQfreemem(id);
     }
     PQfinish(pc);
-    char log[256];
-    snprintf(log, sizeof(log), "/tmp/%s.log", emu_schema);
-    unlink(log);
 }
 
 static void setup_fo(void)
 {
     setup_common();
-    seed_fo();
     start_emulator("fo");
+    seed_fo();
 }
 
 static void setup_dv(void)
@@ -431,11 +203,11 @@ Test(initial_sync_fo, every_record_once_then_company_filter_then_resume)
     cr_assert(strstr(r->err, "\"final\":true"), "no JSON progress lines: %s", r->err);
     run_id_of(r, run);
     free(r);
-    recs_t rs;
+    dw_testkafka_t rs;
     recs_read(&rs, map, "fo", FO_ROWS, 20000);
     cr_assert_eq(rs.n, FO_ROWS, "%zu records", rs.n);
     cr_assert_eq(distinct_keys(&rs, 0), FO_ROWS);
-    json_t *ev = rs.evs[0];
+    json_t *ev = rs.r[0].ev;
     cr_assert_str_eq(json_string_value(json_object_get(ev, "op")), "snapshot");
     cr_assert_str_eq(json_string_value(json_object_get(ev, "source")), "fo");
     cr_assert_str_eq(json_string_value(json_object_get(ev, "correlation_id")), run);
@@ -451,16 +223,16 @@ Test(initial_sync_fo, every_record_once_then_company_filter_then_resume)
     char lower[16];
     for (size_t i = 0; i <= strlen(company); i++)
         lower[i] = (char)(company[i] >= 'A' && company[i] <= 'Z' ? company[i] + 32 : company[i]);
-    cr_assert(strncmp(rs.keys[0], "[\"", 2) == 0 && strstr(rs.keys[0], lower), "%s", rs.keys[0]);
+    cr_assert(strncmp(rs.r[0].key, "[\"", 2) == 0 && strstr(rs.r[0].key, lower), "%s", rs.r[0].key);
     size_t in_company = 0;
     for (size_t i = 0; i < rs.n; i++) {
-        const char *ar = json_string_value(json_object_get(json_object_get(rs.evs[i], "data"),
+        const char *ar = json_string_value(json_object_get(json_object_get(rs.r[i].ev, "data"),
                                                            "dataAreaId"));
         in_company += ar && strcmp(ar, company) == 0;
     }
     cr_assert_lt(in_company, (size_t)FO_ROWS, "the seed should spread rows over companies");
     size_t base = rs.n;
-    recs_free(&rs);
+    dw_testkafka_close(&rs);
     PGconn *pc = PQconnectdb(getenv("DW_PG_DSN"));
     const char *p1[1] = {run};
     PGresult *res = PQexecParams(pc, "SELECT status, pages, records, position IS NULL FROM"
@@ -481,12 +253,12 @@ Test(initial_sync_fo, every_record_once_then_company_filter_then_resume)
     recs_read(&rs, map, "fo", base + in_company, 20000);
     cr_assert_eq(rs.n, base + in_company, "%zu records after the company run", rs.n);
     for (size_t i = base; i < rs.n; i++) {
-        const char *ar = json_string_value(json_object_get(json_object_get(rs.evs[i], "data"),
+        const char *ar = json_string_value(json_object_get(json_object_get(rs.r[i].ev, "data"),
                                                            "dataAreaId"));
         cr_assert_str_eq(ar, company);
     }
     base = rs.n;
-    recs_free(&rs);
+    dw_testkafka_close(&rs);
 
     /* stopped after 2 pages of 400 (resumable, exit 1), then resumed: every record, at most
      * one page repeated */
@@ -511,7 +283,7 @@ Test(initial_sync_fo, every_record_once_then_company_filter_then_resume)
     cr_assert_geq(rs.n, base + FO_ROWS, "%zu records", rs.n);
     cr_assert_leq(rs.n, base + FO_ROWS + 400, "%zu records", rs.n);
     cr_assert_eq(distinct_keys(&rs, base), FO_ROWS);
-    recs_free(&rs);
+    dw_testkafka_close(&rs);
     res = PQexecParams(pc, "SELECT status, records FROM dw_initial_sync WHERE run_id = $1", 1,
                        NULL, p1, NULL, NULL, 0);
     cr_assert_str_eq(PQgetvalue(res, 0, 0), "done");
@@ -534,23 +306,23 @@ Test(initial_sync_dv, dataverse_pages_with_lookups_resolved)
                  "{\"isocurrencycode\":\"C%02d\",\"currencyname\":\"Currency %d\","
                  "\"currencysymbol\":\"$\",\"exchangerate\":1,\"currencyprecision\":2}",
                  i, i);
-        resp_t rr;
-        req(&rr, "POST", "/api/data/v9.2/transactioncurrencies", body, NULL);
+        dw_testemu_resp_t rr;
+        dw_testemu_request(emu, &rr, "POST", "transactioncurrencies", body, NULL);
         cr_assert_eq(rr.status, 204, "%ld %s", rr.status, rr.body);
-        free(rr.body);
+        dw_testemu_resp_free(&rr);
     }
     const char *a1[] = {"--map", map, "--from", "dv", "--page-size", "3", "--json", NULL};
     dw_test_run_t *r = dwctl(a1);
     cr_assert_eq(r->status, 0, "%s\n%s", r->out, r->err);
     cr_assert(strstr(r->out, "\"pages\":3"), "%s", r->out);
     free(r);
-    recs_t rs;
+    dw_testkafka_t rs;
     recs_read(&rs, map, "dv", 7, 20000);
     cr_assert_eq(rs.n, 7);
     cr_assert_eq(distinct_keys(&rs, 0), 7);
-    cr_assert_str_eq(json_string_value(json_object_get(rs.evs[0], "op")), "snapshot");
-    cr_assert(json_is_string(json_object_get(rs.evs[0], "record_id")));
-    recs_free(&rs);
+    cr_assert_str_eq(json_string_value(json_object_get(rs.r[0].ev, "op")), "snapshot");
+    cr_assert(json_is_string(json_object_get(rs.r[0].ev, "record_id")));
+    dw_testkafka_close(&rs);
     /* the row ids are recorded for dw-capture's delete resolution */
     PGconn *pc = PQconnectdb(getenv("DW_PG_DSN"));
     const char *p[1] = {map};

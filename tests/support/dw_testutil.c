@@ -5,10 +5,14 @@
 
 #include <criterion/criterion.h>
 
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/time.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -100,4 +104,99 @@ const char *dw_test_unique(const char *prefix)
     snprintf(name, sizeof(name), "%s_%d_%u_%ld", prefix, (int)getpid(), counter++,
              (long)tv.tv_usec);
     return name;
+}
+
+/* text with every "from" replaced by "to". Takes ownership of text; new string, NULL when out of
+ * memory. */
+static char *replace_all(char *text, const char *from, const char *to)
+{
+    size_t fl = strlen(from), tl = strlen(to);
+    char *p, *at = text;
+    while (text && (p = strstr(at, from))) {
+        size_t l = strlen(text), off = (size_t)(p - text);
+        char *nt = malloc(l - fl + tl + 1);
+        if (nt) {
+            memcpy(nt, text, off);
+            memcpy(nt + off, to, tl);
+            strcpy(nt + off + tl, p + fl);
+        }
+        free(text);
+        text = nt;
+        at = nt ? nt + off + tl : NULL;
+    }
+    return text;
+}
+
+int dw_test_maps_copy(const char *dir, const char *const *bases, const char *suffix, char *errstr,
+                      size_t errstr_size)
+{
+    mkdir(dir, 0755);
+    for (int i = 0; bases[i]; i++) {
+        char path[512], *text = NULL;
+        size_t len = 0;
+        snprintf(path, sizeof(path), DW_SOURCE_DIR "/schemas/maps/%s.json", bases[i]);
+        FILE *f = fopen(path, "r");
+        if (!f) {
+            snprintf(errstr, errstr_size, "cannot read %s", path);
+            return -1;
+        }
+        FILE *m = open_memstream(&text, &len);
+        char buf[4096];
+        size_t n;
+        while (m && (n = fread(buf, 1, sizeof(buf), f)) > 0)
+            fwrite(buf, 1, n, m);
+        fclose(f);
+        if (m)
+            fclose(m);
+        for (int j = 0; text && bases[j]; j++) {
+            char from[128], to[160];
+            snprintf(from, sizeof(from), "\"%s\"", bases[j]);
+            snprintf(to, sizeof(to), "\"%s_%s\"", bases[j], suffix);
+            text = replace_all(text, from, to);
+        }
+        snprintf(path, sizeof(path), "%s/%s_%s.json", dir, bases[i], suffix);
+        f = text ? fopen(path, "w") : NULL;
+        if (f) {
+            fputs(text, f);
+            fclose(f);
+        }
+        free(text);
+        if (!f) {
+            snprintf(errstr, errstr_size, "cannot write %s", path);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+void dw_test_maps_remove(const char *dir)
+{
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    while (d && (e = readdir(d))) {
+        if (e->d_name[0] == '.')
+            continue;
+        char p[600];
+        snprintf(p, sizeof(p), "%s/%s", dir, e->d_name);
+        unlink(p);
+    }
+    if (d)
+        closedir(d);
+    rmdir(dir);
+}
+
+pid_t dw_test_spawn(const char *path, const char *const *argv, char *const *envp, const char *log)
+{
+    pid_t pid = -1;
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_addopen(&fa, 1, log, O_WRONLY | O_CREAT | O_APPEND, 0644);
+    posix_spawn_file_actions_adddup2(&fa, 1, 2);
+    int e = posix_spawn(&pid, path, &fa, NULL, (char *const *)argv, envp);
+    posix_spawn_file_actions_destroy(&fa);
+    if (e != 0) {
+        errno = e;
+        return -1;
+    }
+    return pid;
 }

@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "dw_auth.h"
+#include "dw_dvlookup.h"
 #include "dw_event.h"
 #include "dw_http.h"
 #include "dw_kafka.h"
@@ -29,6 +30,7 @@
 #include "dw_pg.h"
 #include "dw_sha256.h"
 #include "dw_signal.h"
+#include "dw_system.h"
 #include "dwctl.h"
 
 #define IS_FAC          "initial-sync"
@@ -89,13 +91,14 @@ typedef struct is_s {
     dw_mapset_t *maps;
     dw_pg_t *pg;
     rd_kafka_t *rk;
-    dw_auth_t *auth;
+    dw_system_t *sys;          /* the source's connection */
+    dw_auth_t *auth;           /* borrowed from sys */
     dw_http_req_t *req;        /* pages */
     dw_http_req_t *lookup_req; /* dv lookups */
     char token[IS_TOKEN_MAX];
-    char base[1024];           /* <fo.url>/data/ or <dv.url><dv.api_path>/ */
+    const char *base;          /* <fo.url>/data/ or <dv.url>/<dv.api_path>/ (borrowed from sys) */
     long page_size;
-    json_t *lookup_cache;      /* dv: "<set>(<guid>)" -> resolved key value */
+    dw_dvlookup_t *lookups;    /* dv: lookup GUIDs -> key values, read on lookup_req */
     is_acks_t acks;
     char dlq_topic[DW_KAFKA_TOPIC_MAX + 1];
     bool tty;
@@ -281,60 +284,22 @@ out:
 
 /* ---- HTTP ---------------------------------------------------------------------------------- */
 
-static dw_err_t is_auth_new(is_t *s, char *errstr, size_t errstr_size)
+static json_t *is_lookup_get(const char *path, void *opaque);
+
+/* The source's connection (common/dw_system), the two request handles and the lookup resolver. */
+static dw_err_t is_connect(is_t *s, char *errstr, size_t errstr_size)
 {
-    const dw_conf_t *conf = s->ctx->conf;
-    const char *p = s->source;
-    char key[64], token_url[1024];
-    snprintf(key, sizeof(key), "%s.url", p);
-    const char *url = dw_conf_get_str(conf, key);
-    if (!url || !*url)
-        return dw_errf(DW_ERR_CONFIG, errstr, errstr_size, "%s is required", key);
-    dw_auth_opts_t ao;
-    dw_auth_opts_init(&ao);
-    snprintf(key, sizeof(key), "%s.token_url", p);
-    const char *tu = dw_conf_get_str(conf, key);
-    if (!tu) {
-        snprintf(key, sizeof(key), "%s.tenant", p);
-        const char *tenant = dw_conf_get_str(conf, key);
-        if (tenant) {
-            snprintf(token_url, sizeof(token_url),
-                     "https://login.microsoftonline.com/%s/oauth2/v2.0/token", tenant);
-            tu = token_url;
-        }
-    }
-    ao.token_url = tu;
-    snprintf(key, sizeof(key), "%s.client_id", p);
-    ao.client_id = dw_conf_get_str(conf, key);
-    snprintf(key, sizeof(key), "%s.client_secret", p);
-    ao.client_secret = dw_conf_get_str(conf, key);
-    snprintf(key, sizeof(key), "%s.scope", p);
-    ao.scope = dw_conf_get_str(conf, key);
-    char *scope = NULL;
-    if (!ao.scope)
-        ao.scope = scope = dw_auth_scope_for(url);
-    snprintf(key, sizeof(key), "%s.timeout_ms", p);
-    ao.http.timeout_ms = (long)dw_conf_get_int(conf, key);
-    snprintf(key, sizeof(key), "%s.tls_insecure", p);
-    ao.http.insecure = dw_conf_get_bool(conf, key);
-    snprintf(key, sizeof(key), "%s.ca_file", p);
-    ao.http.ca_file = dw_conf_get_str(conf, key);
-    s->auth = dw_auth_new(&ao, errstr, errstr_size);
-    dw_err_t rc = s->auth ? DW_OK : DW_ERR_CONFIG;
-    if (rc == DW_OK && (!(s->req = dw_http_req_new(&ao.http, errstr, errstr_size)) ||
-                        !(s->lookup_req = dw_http_req_new(&ao.http, errstr, errstr_size))))
-        rc = DW_ERR_NOMEM;
-    free(scope);
-    size_t ul = strlen(url);
-    while (ul && url[ul - 1] == '/')
-        ul--;
-    if (s->side == DW_MAP_FO) {
-        snprintf(s->base, sizeof(s->base), "%.*s/data/", (int)ul, url);
-    } else {
-        const char *api = dw_conf_get_str(conf, "dv.api_path");
-        snprintf(s->base, sizeof(s->base), "%.*s%s/", (int)ul, url, api ? api : "/api/data/v9.2");
-    }
-    return rc;
+    dw_err_t rc = DW_OK;
+    if (!(s->sys = dw_system_new(s->ctx->conf, s->source, &rc, errstr, errstr_size)))
+        return rc;
+    s->auth = dw_system_auth(s->sys);
+    s->base = dw_system_base(s->sys);
+    const dw_http_opts_t *http = dw_system_http_opts(s->sys);
+    if (!(s->req = dw_http_req_new(http, errstr, errstr_size)) ||
+        !(s->lookup_req = dw_http_req_new(http, errstr, errstr_size)) ||
+        !(s->lookups = dw_dvlookup_new(s->maps, IS_LOOKUP_MAX, is_lookup_get, s)))
+        return DW_ERR_NOMEM;
+    return DW_OK;
 }
 
 /* GET url on req with the token and OData headers, retrying retriable failures (Retry-After
@@ -402,94 +367,17 @@ static dw_err_t is_get(is_t *s, dw_http_req_t *req, const char *url, bool paged,
 
 /* ---- Dataverse lookups ------------------------------------------------------------------------ */
 
-static bool is_guid_ok(const char *g)
+/* Read one row for the lookup resolver (common/dw_dvlookup): path under the API base, on the
+ * lookup handle, with is_get's retries. The parsed 200 body (new), NULL when it cannot be read. */
+static json_t *is_lookup_get(const char *path, void *opaque)
 {
-    if (!g || strlen(g) != 36)
-        return false;
-    for (int i = 0; i < 36; i++) {
-        if (i == 8 || i == 13 || i == 18 || i == 23 ? g[i] != '-' : !isxdigit((unsigned char)g[i]))
-            return false;
-    }
-    return true;
-}
-
-static const dw_map_lookup_t *is_lookup_of(is_t *s, const char *map_name, const char *col)
-{
-    const dw_map_t *rm = map_name ? dw_mapset_find(s->maps, map_name) : NULL;
-    for (size_t i = 0; rm && i < dw_map_field_count(rm); i++) {
-        const dw_map_field_t *f = dw_map_field(rm, i);
-        if (f->dv && strcmp(f->dv, col) == 0 && f->transform == DW_MAP_XF_LOOKUP && f->lookup)
-            return f->lookup;
-    }
-    return NULL;
-}
-
-/* The key value of the row guid that lookup lk (or a fallback) references, as dw-capture
- * resolves it (capture_dv.c): a string, or {key, company} for a company-striped table; NULL
- * when it cannot be read. New reference. */
-static json_t *is_resolve(is_t *s, const dw_map_lookup_t *lk, const char *guid, int depth)
-{
-    if (!is_guid_ok(guid) || depth > 3)
+    is_t *s = opaque;
+    char url[2048], errstr[512];
+    json_t *row = NULL;
+    snprintf(url, sizeof(url), "%s%s", s->base, path);
+    if (is_get(s, s->lookup_req, url, false, &row, errstr, sizeof(errstr)))
         return NULL;
-    for (const dw_map_lookup_t *l = lk; l; l = l->fallback) {
-        if (!l->entity_set || !l->key)
-            continue;
-        char ckey[512], url[2048];
-        snprintf(ckey, sizeof(ckey), "%s(%s)", l->entity_set, guid);
-        json_t *hit = json_object_get(s->lookup_cache, ckey);
-        if (hit)
-            return json_incref(hit);
-        if (l->company)
-            snprintf(url, sizeof(url), "%s%s(%s)?$select=%s,_%s_value", s->base, l->entity_set,
-                     guid, l->key, l->company);
-        else
-            snprintf(url, sizeof(url), "%s%s(%s)?$select=%s", s->base, l->entity_set, guid,
-                     l->key);
-        char errstr[512];
-        json_t *row = NULL;
-        if (is_get(s, s->lookup_req, url, false, &row, errstr, sizeof(errstr)))
-            continue;
-        json_t *out = NULL;
-        const json_t *kv = json_object_get(row, l->key);
-        if (json_is_string(kv)) {
-            if (!l->company) {
-                out = json_incref((json_t *)kv);
-            } else {
-                char cname[300];
-                snprintf(cname, sizeof(cname), "_%s_value", l->company);
-                const char *cg = json_string_value(json_object_get(row, cname));
-                const dw_map_lookup_t *cl = is_lookup_of(s, l->map, l->company);
-                json_t *cv = cg && cl ? is_resolve(s, cl, cg, depth + 1) : NULL;
-                if (json_is_string(cv))
-                    out = json_pack("{s:O, s:O}", l->key, kv, l->company, cv);
-                json_decref(cv);
-            }
-        }
-        json_decref(row);
-        if (out) {
-            if (json_object_size(s->lookup_cache) > IS_LOOKUP_MAX)
-                json_object_clear(s->lookup_cache);
-            json_object_set(s->lookup_cache, ckey, out);
-            return out;
-        }
-    }
-    return NULL;
-}
-
-static void is_resolve_lookups(is_t *s, const dw_map_t *map, json_t *row)
-{
-    for (size_t i = 0; i < dw_map_field_count(map); i++) {
-        const dw_map_field_t *f = dw_map_field(map, i);
-        if (f->transform != DW_MAP_XF_LOOKUP || !f->lookup || !f->dv ||
-            !dw_map_field_active(f, DW_MAP_DV_TO_FO) || json_object_get(row, f->dv))
-            continue;
-        char name[300];
-        snprintf(name, sizeof(name), "_%s_value", f->dv);
-        const char *guid = json_string_value(json_object_get(row, name));
-        json_t *v = guid ? is_resolve(s, f->lookup, guid, 0) : NULL;
-        if (v)
-            json_object_set_new(row, f->dv, v);
-    }
+    return row;
 }
 
 /* ---- run state ---------------------------------------------------------------------------- */
@@ -701,7 +589,7 @@ static dw_err_t is_produce_page(is_t *s, is_item_t *it, json_t *rows, json_t *id
         size_t len = 0;
         const char *id = idcol ? json_string_value(json_object_get(row, idcol)) : NULL;
         if (s->side == DW_MAP_DV)
-            is_resolve_lookups(s, it->map, row);
+            dw_dvlookup_fill_row(s->lookups, it->map, row);
         is_row_version(s, row, version, sizeof(version));
         json_object_del(row, "@odata.etag");
         dw_mapper_error_t merr;
@@ -741,7 +629,7 @@ static dw_err_t is_produce_page(is_t *s, is_item_t *it, json_t *rows, json_t *id
         const char *parts[] = {mname, s->source, "snapshot", id ? id : ck, version, bodyhash, NULL};
         dw_event_uuid_from(event_id, parts);
         text = dw_event_build(event_id, mname, s->source, "snapshot", key,
-                              is_guid_ok(id) ? id : NULL, row, version, ts ? ts : capture_ts,
+                              dw_dvlookup_guid_ok(id) ? id : NULL, row, version, ts ? ts : capture_ts,
                               capture_ts, s->run_id, &len);
         if (!text) {
             rc = dw_errf(DW_ERR_NOMEM, errstr, errstr_size, "out of memory");
@@ -762,7 +650,7 @@ static dw_err_t is_produce_page(is_t *s, is_item_t *it, json_t *rows, json_t *id
             else
                 (*produced)++;
         }
-        if (rc == DW_OK && ids && is_guid_ok(id))
+        if (rc == DW_OK && ids && dw_dvlookup_guid_ok(id))
             json_array_append_new(ids, json_pack("{s:s, s:s, s:O}", "id", id, "ck", ck, "key", key));
         free(text);
         free(ck);
@@ -1064,9 +952,7 @@ static int is_run(dwctl_ctx_t *ctx, void *opaque)
     }
     rc = DW_EXIT_FAILURE;
     s.page_size = o->page_size ? o->page_size : s.side == DW_MAP_FO ? 10000 : 5000;
-    if (!(s.lookup_cache = json_object()))
-        goto out;
-    if ((err = is_auth_new(&s, errstr, sizeof(errstr)))) {
+    if ((err = is_connect(&s, errstr, sizeof(errstr)))) {
         fprintf(stderr, "dwctl initial-sync: %s\n", errstr);
         rc = dw_cli_exit_code(err);
         goto out;
@@ -1139,8 +1025,8 @@ out:
     free(items);
     dw_http_req_destroy(s.req);
     dw_http_req_destroy(s.lookup_req);
-    dw_auth_destroy(s.auth);
-    json_decref(s.lookup_cache);
+    dw_system_destroy(s.sys);
+    dw_dvlookup_destroy(s.lookups);
     dw_pg_destroy(s.pg);
     dw_mapset_destroy(s.maps);
     if (s.company != company)

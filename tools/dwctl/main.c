@@ -11,56 +11,14 @@
 #include "dw_cli.h"
 #include "dw_config.h"
 #include "dw_log.h"
+#include "dw_system.h"
 #include "dw_topics.h"
 #include "dwctl.h"
 
-/* dwctl's own keys; the fleet's common keys come from dw_conf_common_defs. */
-static const dw_conf_def_t dwctl_defs[] = {
-    {"dv.api_path", DW_CONF_STR, "/api/data/v9.2", 0, 0, NULL, 0, NULL,
-     "initial-sync: Web API path under dv.url"},
-    {"fo.url", DW_CONF_STR, NULL, 0, 0, NULL, 0, NULL,
-     "initial-sync: F&O environment URL, e.g. https://contoso.operations.dynamics.com"},
-    {"fo.tenant", DW_CONF_STR, NULL, 0, 0, NULL, 0, NULL,
-     "initial-sync: Entra ID tenant (token URL https://login.microsoftonline.com/<tenant>/"
-     "oauth2/v2.0/token unless fo.token_url is set)"},
-    {"fo.token_url", DW_CONF_STR, NULL, 0, 0, NULL, 0, NULL,
-     "initial-sync: OAuth2 v2 token endpoint URL"},
-    {"fo.client_id", DW_CONF_STR, NULL, 0, 0, NULL, 0, NULL,
-     "initial-sync: app registration (client) id"},
-    {"fo.client_secret", DW_CONF_STR, NULL, 0, 0, NULL, DW_CONF_F_SECRET, NULL,
-     "initial-sync: app registration client secret"},
-    {"fo.scope", DW_CONF_STR, NULL, 0, 0, NULL, 0, NULL,
-     "initial-sync: OAuth2 scope; default <fo.url scheme and host>/.default"},
-    {"fo.timeout_ms", DW_CONF_INT, "60000", 100, 600000, NULL, 0, NULL,
-     "initial-sync: timeout of one request"},
-    {"fo.tls_insecure", DW_CONF_BOOL, "false", 0, 0, NULL, 0, NULL,
-     "initial-sync: do NOT verify the server's TLS certificate (never in production)"},
-    {"fo.ca_file", DW_CONF_STR, NULL, 0, 0, NULL, 0, NULL,
-     "initial-sync: CA bundle; default: the system's"},
-    {"dv.url", DW_CONF_STR, NULL, 0, 0, NULL, 0, NULL,
-     "initial-sync: Dataverse environment URL, e.g. https://org.crm.dynamics.com"},
-    {"dv.tenant", DW_CONF_STR, NULL, 0, 0, NULL, 0, NULL,
-     "initial-sync: Entra ID tenant (token URL https://login.microsoftonline.com/<tenant>/"
-     "oauth2/v2.0/token unless dv.token_url is set)"},
-    {"dv.token_url", DW_CONF_STR, NULL, 0, 0, NULL, 0, NULL,
-     "initial-sync: OAuth2 v2 token endpoint URL"},
-    {"dv.client_id", DW_CONF_STR, NULL, 0, 0, NULL, 0, NULL,
-     "initial-sync: app registration (client) id"},
-    {"dv.client_secret", DW_CONF_STR, NULL, 0, 0, NULL, DW_CONF_F_SECRET, NULL,
-     "initial-sync: app registration client secret"},
-    {"dv.scope", DW_CONF_STR, NULL, 0, 0, NULL, 0, NULL,
-     "initial-sync: OAuth2 scope; default <dv.url scheme and host>/.default"},
-    {"dv.timeout_ms", DW_CONF_INT, "60000", 100, 600000, NULL, 0, NULL,
-     "initial-sync: timeout of one request"},
-    {"dv.tls_insecure", DW_CONF_BOOL, "false", 0, 0, NULL, 0, NULL,
-     "initial-sync: do NOT verify the server's TLS certificate (never in production)"},
-    {"dv.ca_file", DW_CONF_STR, NULL, 0, 0, NULL, 0, NULL,
-     "initial-sync: CA bundle; default: the system's"},
-    DW_CONF_END,
-};
-
+/* dwctl has no keys of its own: the fleet's common keys, topics.* and the dv.* / fo.* connections
+ * (initial-sync). */
 static const dw_conf_def_t *const dwctl_tables[] = {dw_conf_common_defs, dw_topics_conf_defs,
-                                                      dwctl_defs, NULL};
+                                                      dw_system_conf_defs, NULL};
 
 /* Sections of the shared fleet file that belong to other components. */
 static const char *const dwctl_foreign[] = {"capture", "transform", "writer", "monitor",

@@ -14,7 +14,6 @@
  * that map only; the poll interval adapts per map (the minimum while changes flow, doubling up to
  * the maximum while idle) and all requests share one budget (requests per minute).
  */
-#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,10 +22,12 @@
 #include "capture.h"
 #include "dw_auth.h"
 #include "dw_cli.h"
+#include "dw_dvlookup.h"
 #include "dw_http.h"
 #include "dw_log.h"
 #include "dw_mapper.h"
 #include "dw_signal.h"
+#include "dw_system.h"
 
 #define DV_FAC "capture.dv"
 #define DV_E_EXPIRED "0x80044352"
@@ -60,12 +61,12 @@ typedef struct dv_map_s {
 
 typedef struct dv_s {
     capture_t *cap;
-    dw_auth_t *auth;
+    dw_system_t *sys;  /* dv.* connection */
+    dw_auth_t *auth;   /* borrowed from sys */
     dw_http_multi_t *multi;
     dw_http_req_t *lookup_req;
-    dw_http_opts_t http;
-    char *api; /* "<dv.url><dv.api_path>/" */
-    json_t *lookup_cache;
+    const char *api;   /* "<dv.url>/<dv.api_path>/" (borrowed from sys) */
+    dw_dvlookup_t *lookups; /* lookup GUIDs -> key values, read on lookup_req */
     dv_map_t *m;
     size_t n;
     double budget, budget_cap, budget_rate, budget_at;
@@ -128,28 +129,15 @@ static void dv_backoff(dv_t *dv, dv_map_t *m, long retry_after_ms, const char *w
 
 /* ---- lookups --------------------------------------------------------------------------------- */
 
-static bool dv_guid_ok(const char *s)
+/* One GET of the API (blocking, on the lookup handle): the parsed 200 body, or NULL. The
+ * request function of the lookup resolver (common/dw_dvlookup). */
+static json_t *dv_get_row(const char *path, void *opaque)
 {
-    if (!s || strlen(s) != 36)
-        return false;
-    for (int i = 0; i < 36; i++) {
-        if (i == 8 || i == 13 || i == 18 || i == 23) {
-            if (s[i] != '-')
-                return false;
-        } else if (!isxdigit((unsigned char)s[i])) {
-            return false;
-        }
-    }
-    return true;
-}
-
-/* One GET of the API (blocking, on the lookup handle): the parsed 200 body, or NULL. */
-static json_t *dv_get_row(dv_t *dv, const char *path, long *status)
-{
+    dv_t *dv = opaque;
     char errstr[512];
     char *url = NULL;
     json_t *doc = NULL;
-    *status = 0;
+    long status = 0;
     size_t n = strlen(dv->api) + strlen(path) + 1;
     if (!(url = malloc(n)))
         return NULL;
@@ -168,10 +156,10 @@ static json_t *dv_get_row(dv_t *dv, const char *path, long *status)
         DW_WARN(DV_FAC, "lookup read failed: %s", errstr);
         goto out;
     }
-    *status = dw_http_req_status(dv->lookup_req);
-    if (*status == 401)
+    status = dw_http_req_status(dv->lookup_req);
+    if (status == 401)
         dw_auth_invalidate(dv->auth);
-    if (*status == 200) {
+    if (status == 200) {
         size_t len;
         const char *body = dw_http_req_body(dv->lookup_req, &len);
         doc = json_loadb(body, len, 0, NULL);
@@ -179,89 +167,6 @@ static json_t *dv_get_row(dv_t *dv, const char *path, long *status)
 out:
     free(url);
     return doc;
-}
-
-/* The lookup of the referenced map that fills column col (any direction), or NULL. */
-static const dw_map_lookup_t *dv_lookup_of(dv_t *dv, const char *map_name, const char *col)
-{
-    const dw_map_t *rm = map_name ? dw_mapset_find(dv->cap->maps, map_name) : NULL;
-    for (size_t i = 0; rm && i < dw_map_field_count(rm); i++) {
-        const dw_map_field_t *f = dw_map_field(rm, i);
-        if (f->dv && strcmp(f->dv, col) == 0 && f->transform == DW_MAP_XF_LOOKUP && f->lookup)
-            return f->lookup;
-    }
-    return NULL;
-}
-
-/* The key value of the row guid referenced by lookup lk (or one of its fallbacks): a new JSON
- * string, or an object {key: value, company: code} when the referenced table is company-striped;
- * NULL when it cannot be resolved. depth bounds the company recursion. */
-static json_t *dv_resolve(dv_t *dv, const dw_map_lookup_t *lk, const char *guid, int depth)
-{
-    if (!dv_guid_ok(guid) || depth > 3)
-        return NULL;
-    for (const dw_map_lookup_t *l = lk; l; l = l->fallback) {
-        if (!l->entity_set || !l->key)
-            continue;
-        char ckey[512], path[1024];
-        snprintf(ckey, sizeof(ckey), "%s(%s)", l->entity_set, guid);
-        json_t *hit = json_object_get(dv->lookup_cache, ckey);
-        if (hit)
-            return json_incref(hit);
-        if (l->company)
-            snprintf(path, sizeof(path), "%s(%s)?$select=%s,_%s_value", l->entity_set, guid,
-                     l->key, l->company);
-        else
-            snprintf(path, sizeof(path), "%s(%s)?$select=%s", l->entity_set, guid, l->key);
-        long status;
-        json_t *row = dv_get_row(dv, path, &status);
-        if (!row)
-            continue;
-        json_t *out = NULL;
-        const json_t *kv = json_object_get(row, l->key);
-        if (json_is_string(kv)) {
-            if (!l->company) {
-                out = json_incref((json_t *)kv);
-            } else {
-                char cname[300];
-                snprintf(cname, sizeof(cname), "_%s_value", l->company);
-                const char *cg = json_string_value(json_object_get(row, cname));
-                const dw_map_lookup_t *cl = dv_lookup_of(dv, l->map, l->company);
-                json_t *cv = cg && cl ? dv_resolve(dv, cl, cg, depth + 1) : NULL;
-                if (json_is_string(cv))
-                    out = json_pack("{s:O, s:O}", l->key, kv, l->company, cv);
-                json_decref(cv);
-            }
-        }
-        json_decref(row);
-        if (out) {
-            if (json_object_size(dv->lookup_cache) > DV_LOOKUP_CACHE_MAX)
-                json_object_clear(dv->lookup_cache);
-            json_object_set(dv->lookup_cache, ckey, out);
-            return out;
-        }
-    }
-    return NULL;
-}
-
-/* Put the key value of every lookup the map reads from Dataverse into row (the column itself,
- * beside the _<col>_value guid), as far as it can be resolved. */
-static void dv_resolve_lookups(dv_t *dv, dv_map_t *m, json_t *row)
-{
-    for (size_t i = 0; i < dw_map_field_count(m->map); i++) {
-        const dw_map_field_t *f = dw_map_field(m->map, i);
-        if (f->transform != DW_MAP_XF_LOOKUP || !f->lookup || !f->dv ||
-            !dw_map_field_active(f, DW_MAP_DV_TO_FO) || json_object_get(row, f->dv))
-            continue;
-        char name[300];
-        snprintf(name, sizeof(name), "_%s_value", f->dv);
-        const char *guid = json_string_value(json_object_get(row, name));
-        if (!guid)
-            continue;
-        json_t *v = dv_resolve(dv, f->lookup, guid, 0);
-        if (v)
-            json_object_set_new(row, f->dv, v);
-    }
 }
 
 /* ---- rows -> events ------------------------------------------------------------------------- */
@@ -325,7 +230,7 @@ static dw_err_t dv_row(dv_t *dv, dv_map_t *m, json_t *row, const char *capture_t
 
     if (ctx && strstr(ctx, "$deletedEntity")) {
         const char *id = json_string_value(json_object_get(row, "id"));
-        if (!dv_guid_ok(id)) {
+        if (!dw_dvlookup_guid_ok(id)) {
             dv_dead_letter(dv, m, row, "a deleted entity without a row id");
             return DW_OK;
         }
@@ -362,7 +267,7 @@ static dw_err_t dv_row(dv_t *dv, dv_map_t *m, json_t *row, const char *capture_t
     }
 
     const char *id = json_string_value(json_object_get(row, dw_map_dv_id_column(m->map)));
-    dv_resolve_lookups(dv, m, row);
+    dw_dvlookup_fill_row(dv->lookups, m->map, row);
     dw_mapper_error_t merr;
     if (dw_mapper_source_key(m->map, DW_MAP_DV_TO_FO, row, &key, &ck, &merr)) {
         char why[700];
@@ -380,15 +285,15 @@ static dw_err_t dv_row(dv_t *dv, dv_map_t *m, json_t *row, const char *capture_t
     const char *parts[] = {m->name, "dv", op, id ? id : ck, version, NULL};
     dw_event_uuid_from(event_id, parts);
     json_object_del(row, "@odata.etag");
-    text = dw_event_build(event_id, m->name, "dv", op, key, dv_guid_ok(id) ? id : NULL, row,
-                          version, ts ? ts : capture_ts, capture_ts, corr, &len);
+    text = dw_event_build(event_id, m->name, "dv", op, key, dw_dvlookup_guid_ok(id) ? id : NULL,
+                          row, version, ts ? ts : capture_ts, capture_ts, corr, &len);
     if (!text) {
         rc = DW_ERR_NOMEM;
         goto out;
     }
     rc = capture_produce(dv->cap, &m->ack, m->topic, ck, strlen(ck), text, len, m->name, "dv",
                          op, corr, NULL, 5000, errstr, sizeof(errstr));
-    if (rc == DW_OK && dv_guid_ok(id)) {
+    if (rc == DW_OK && dw_dvlookup_guid_ok(id)) {
         json_array_append_new(m->ids, json_pack("{s:s, s:s, s:O}", "id", id, "ck", ck, "key", key));
         if (json_object_size(m->recent) > DV_RECENT_MAX)
             json_object_clear(m->recent);
@@ -572,60 +477,18 @@ static int dv_setup(dv_t *dv, capture_t *cap)
 {
     char errstr[1024];
     const dw_conf_t *conf = cap->conf;
-    const char *url = dw_conf_get_str(conf, "dv.url");
-    if (!url || !*url) {
-        fprintf(stderr, "dw-capture: dv.url is required for --system dv\n");
-        return DW_EXIT_USAGE;
-    }
     dv->cap = cap;
-    dw_http_opts_init(&dv->http);
-    dv->http.timeout_ms = dw_conf_get_int(conf, "dv.timeout_ms");
-    dv->http.insecure = dw_conf_get_bool(conf, "dv.tls_insecure");
-    dv->http.ca_file = dw_conf_get_str(conf, "dv.ca_file");
-    const char *api_path = dw_conf_get_str(conf, "dv.api_path");
-    size_t ul = strlen(url);
-    while (ul && url[ul - 1] == '/')
-        ul--;
-    while (*api_path == '/')
-        api_path++;
-    size_t pl = strlen(api_path);
-    while (pl && api_path[pl - 1] == '/')
-        pl--;
-    size_t n = ul + pl + 3;
-    if (!(dv->api = malloc(n)))
-        return DW_EXIT_FAILURE;
-    snprintf(dv->api, n, "%.*s/%.*s%s", (int)ul, url, (int)pl, api_path, pl ? "/" : "");
-
-    dw_auth_opts_t ao;
-    dw_auth_opts_init(&ao);
-    char token_url[1024];
-    char *scope = NULL;
-    const char *tu = dw_conf_get_str(conf, "dv.token_url");
-    const char *tenant = dw_conf_get_str(conf, "dv.tenant");
-    if (!tu && tenant) {
-        snprintf(token_url, sizeof(token_url),
-                 "https://login.microsoftonline.com/%s/oauth2/v2.0/token", tenant);
-        tu = token_url;
+    dw_err_t err;
+    if (!(dv->sys = dw_system_new(conf, "dv", &err, errstr, sizeof(errstr)))) {
+        fprintf(stderr, "dw-capture: %s\n", errstr);
+        return err == DW_ERR_CONFIG ? DW_EXIT_USAGE : DW_EXIT_FAILURE;
     }
-    ao.token_url = tu;
-    ao.client_id = dw_conf_get_str(conf, "dv.client_id");
-    ao.client_secret = dw_conf_get_str(conf, "dv.client_secret");
-    ao.scope = dw_conf_get_str(conf, "dv.scope");
-    if (!ao.scope)
-        ao.scope = scope = dw_auth_scope_for(url);
-    ao.refresh_margin_s = (int)dw_conf_get_int(conf, "dv.token_refresh_margin_s");
-    ao.http = dv->http;
-    dv->auth = dw_auth_new(&ao, errstr, sizeof(errstr));
-    free(scope);
-    if (!dv->auth) {
-        fprintf(stderr, "dw-capture: dv credentials: %s (set dv.token_url or dv.tenant, "
-                        "dv.client_id, dv.client_secret)\n", errstr);
-        return DW_EXIT_USAGE;
-    }
+    dv->auth = dw_system_auth(dv->sys);
+    dv->api = dw_system_base(dv->sys);
     if (!(dv->multi = dw_http_multi_new(dw_conf_get_int(conf, "capture.max_concurrent"), errstr,
                                         sizeof(errstr))) ||
-        !(dv->lookup_req = dw_http_req_new(&dv->http, errstr, sizeof(errstr))) ||
-        !(dv->lookup_cache = json_object())) {
+        !(dv->lookup_req = dw_http_req_new(dw_system_http_opts(dv->sys), errstr, sizeof(errstr))) ||
+        !(dv->lookups = dw_dvlookup_new(cap->maps, DV_LOOKUP_CACHE_MAX, dv_get_row, dv))) {
         fprintf(stderr, "dw-capture: %s\n", errstr);
         return DW_EXIT_FAILURE;
     }
@@ -653,7 +516,7 @@ static int dv_setup(dv_t *dv, capture_t *cap)
         capture_ack_init(&m->ack);
         dw_kafka_topic_name(m->topic, sizeof(m->topic), m->name, DW_KAFKA_TOPIC_DV, NULL, 0);
         size_t l = strlen(dv->api) + strlen(dw_map_dv_entity_set(m->map)) + 1;
-        if (!(m->initial = malloc(l)) || !(m->req = dw_http_req_new(&dv->http, errstr, sizeof(errstr))) ||
+        if (!(m->initial = malloc(l)) || !(m->req = dw_http_req_new(dw_system_http_opts(dv->sys), errstr, sizeof(errstr))) ||
             !(m->ids = json_array()) || !(m->recent = json_object()))
             return DW_EXIT_FAILURE;
         snprintf(m->initial, l, "%s%s", dv->api, dw_map_dv_entity_set(m->map));
@@ -693,9 +556,8 @@ static void dv_teardown(dv_t *dv)
     free(dv->m);
     dw_http_multi_destroy(dv->multi);
     dw_http_req_destroy(dv->lookup_req);
-    dw_auth_destroy(dv->auth);
-    json_decref(dv->lookup_cache);
-    free(dv->api);
+    dw_system_destroy(dv->sys);
+    dw_dvlookup_destroy(dv->lookups);
     memset(dv->token, 0, sizeof(dv->token));
 }
 

@@ -16,6 +16,7 @@
 #include "dw_map.h"
 #include "dw_pg.h"
 #include "dw_signal.h"
+#include "dw_system.h"
 #include "dw_topics.h"
 
 static const dw_conf_def_t capture_defs[] = {
@@ -58,33 +59,14 @@ static const dw_conf_def_t capture_defs[] = {
      "fo: larger request bodies get 413"},
     {"capture.ack_timeout_ms", DW_CONF_INT, "10000", 100, 600000, NULL, 0, NULL,
      "fo: how long a request waits for Kafka's acknowledgement before 503"},
-    {"dv.url", DW_CONF_STR, NULL, 0, 0, NULL, 0, NULL,
-     "Dataverse environment URL, e.g. https://org.crm.dynamics.com"},
-    {"dv.api_path", DW_CONF_STR, "/api/data/v9.2", 0, 0, NULL, 0, NULL,
-     "Web API path under dv.url"},
-    {"dv.tenant", DW_CONF_STR, NULL, 0, 0, NULL, 0, NULL,
-     "Entra ID tenant (id or domain): the token URL is "
-     "https://login.microsoftonline.com/<tenant>/oauth2/v2.0/token unless dv.token_url is set"},
-    {"dv.token_url", DW_CONF_STR, NULL, 0, 0, NULL, 0, NULL, "OAuth2 v2 token endpoint URL"},
-    {"dv.client_id", DW_CONF_STR, NULL, 0, 0, NULL, 0, NULL, "app registration (client) id"},
-    {"dv.client_secret", DW_CONF_STR, NULL, 0, 0, NULL, DW_CONF_F_SECRET, NULL,
-     "app registration client secret"},
-    {"dv.scope", DW_CONF_STR, NULL, 0, 0, NULL, 0, NULL,
-     "OAuth2 scope; default <dv.url scheme and host>/.default"},
-    {"dv.token_refresh_margin_s", DW_CONF_INT, "300", 0, 86400, NULL, 0, NULL,
-     "refresh a token this long before it expires"},
-    {"dv.timeout_ms", DW_CONF_INT, "60000", 100, 600000, NULL, 0, NULL,
-     "timeout of one Web API request"},
-    {"dv.tls_insecure", DW_CONF_BOOL, "false", 0, 0, NULL, 0, NULL,
-     "do NOT verify the server's TLS certificate (never in production)"},
-    {"dv.ca_file", DW_CONF_STR, NULL, 0, 0, NULL, 0, NULL, "CA bundle; default: the system's"},
     DW_CONF_END,
 };
 
+/* capture.* here; dv.* / fo.* (the connection) from dw_system. */
 static const dw_conf_def_t *const capture_tables[] = {dw_conf_common_defs, dw_topics_conf_defs,
-                                                        capture_defs, NULL};
-static const char *const capture_foreign[] = {"transform", "writer", "monitor", "emulator", "dv",
-                                              "fo", "initial_sync", NULL};
+                                                        dw_system_conf_defs, capture_defs, NULL};
+static const char *const capture_foreign[] = {"transform", "writer", "monitor", "emulator",
+                                              "initial_sync", NULL};
 
 #define OPT_SYSTEM 's'
 
