@@ -59,7 +59,13 @@ rd_kafka_headers_t *dw_dlq_headers(const rd_kafka_headers_t *orig, const dw_dlq_
             goto fail;
     }
     char now[40], part[16], off[24], attempts[24], status[16];
-    dw_dlq_format_ts(info->now_ms, now, sizeof(now));
+    int64_t now_ms = info->now_ms;
+    if (now_ms == 0) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        now_ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    }
+    dw_dlq_format_ts(now_ms, now, sizeof(now));
     long long prev = 0;
     if (had_attempts) {
         char *end = NULL;

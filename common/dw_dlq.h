@@ -50,7 +50,7 @@ typedef struct dw_dlq_info_s {
     const char *origin_topic;
     int32_t origin_partition;
     int64_t origin_offset;
-    int64_t now_ms; /* the failure time, ms since the epoch */
+    int64_t now_ms; /* the failure time, ms since the epoch; 0: now */
     const char *instance;
     int http_status; /* 0: none */
     const char *target_code;

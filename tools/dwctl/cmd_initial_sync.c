@@ -32,6 +32,7 @@
 #include "dw_signal.h"
 #include "dw_system.h"
 #include "dwctl.h"
+#include "dw_dlq.h"
 
 #define IS_FAC          "initial-sync"
 #define IS_MAX_MAPS     256
@@ -596,10 +597,16 @@ static dw_err_t is_produce_page(is_t *s, is_item_t *it, json_t *rows, json_t *id
         if (dw_mapper_source_key(it->map, dir, row, &key, &ck, &merr)) {
             /* kept on dw._capture.dlq as dw-capture does; the run goes on */
             char *raw = json_dumps(row, JSON_COMPACT);
-            rd_kafka_headers_t *h = dw_kafka_headers_new(
-                DW_KAFKA_HDR_MAP, mname, DW_KAFKA_HDR_SOURCE, s->source, "dw.stage",
-                "initial-sync", "dw.error.class", "poison", "dw.error.message", merr.message,
-                NULL);
+            rd_kafka_headers_t *orig =
+                dw_kafka_headers_new(DW_KAFKA_HDR_MAP, mname, DW_KAFKA_HDR_SOURCE, s->source, NULL);
+            dw_dlq_info_t info = {.cls = DW_DLQ_CLASS_POISON,
+                                  .reason = dw_mapper_reason_name(merr.reason),
+                                  .field = merr.field,
+                                  .message = merr.message,
+                                  .stage = "initial-sync"};
+            rd_kafka_headers_t *h = orig ? dw_dlq_headers(orig, &info) : NULL;
+            if (orig)
+                rd_kafka_headers_destroy(orig);
             dw_kafka_msg_t msg = DW_KAFKA_MSG_INIT;
             msg.topic = s->dlq_topic;
             msg.value = raw;

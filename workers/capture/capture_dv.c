@@ -20,6 +20,7 @@
 #include <time.h>
 
 #include "capture.h"
+#include "dw_dlq.h"
 #include "dw_auth.h"
 #include "dw_cli.h"
 #include "dw_dvlookup.h"
@@ -208,8 +209,11 @@ static void dv_dead_letter(dv_t *dv, dv_map_t *m, const json_t *row, const char 
     char *text = json_dumps(row, JSON_COMPACT);
     if (!text)
         return;
-    rd_kafka_headers_t *h = dw_kafka_headers_new("dw.error.class", "poison", "dw.error.message",
-                                                  why, "dw.stage", "capture", NULL);
+    dw_dlq_info_t info = {.cls = DW_DLQ_CLASS_POISON,
+                          .reason = "no_record_key",
+                          .message = why,
+                          .stage = "capture"};
+    rd_kafka_headers_t *h = dw_dlq_headers(NULL, &info);
     if (capture_produce(dv->cap, &m->ack, dv->cap->dlq_topic, m->name, strlen(m->name), text,
                         strlen(text), m->name, "dv", "upsert", NULL, h, 1000, errstr,
                         sizeof(errstr)) == DW_OK)

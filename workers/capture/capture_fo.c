@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "capture.h"
+#include "dw_dlq.h"
 #include "dw_cli.h"
 #include "dw_http.h"
 #include "dw_log.h"
@@ -274,8 +275,11 @@ static void fo_dead_letter(fo_t *fo, const char *body, size_t len, const char *w
     char errstr[256];
     capture_ack_t ack;
     capture_ack_init(&ack);
-    rd_kafka_headers_t *h = dw_kafka_headers_new("dw.error.class", "poison", "dw.error.message",
-                                                  why, "dw.stage", "capture", NULL);
+    dw_dlq_info_t info = {.cls = DW_DLQ_CLASS_POISON,
+                          .reason = "malformed_event",
+                          .message = why,
+                          .stage = "capture"};
+    rd_kafka_headers_t *h = dw_dlq_headers(NULL, &info);
     if (capture_produce(fo->cap, &ack, fo->cap->dlq_topic, NULL, 0, body, len, CAPTURE_DLQ_MAP,
                         "fo", NULL, NULL, h, 1000, errstr, sizeof(errstr)) == DW_OK) {
         if (capture_ack_wait(&ack, fo->ack_timeout_ms) == DW_OK)
