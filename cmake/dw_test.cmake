@@ -1,12 +1,10 @@
 # dw_add_test(NAME SOURCES src... LABELS l... [ENV k=v...]): one Criterion test executable,
-# registered with ctest. Sanitizer reports fail the test even when the exit status would not.
+# registered with ctest, linked with the test support library (tests/support, built once in
+# tests/CMakeLists.txt). Sanitizer reports fail the test even when the exit status would not.
 function(dw_add_test name)
   cmake_parse_arguments(T "" "" "SOURCES;LABELS;ENV" ${ARGN})
-  add_executable(${name} ${T_SOURCES} ${CMAKE_SOURCE_DIR}/tests/support/dw_testutil.c
-                 ${CMAKE_SOURCE_DIR}/tests/support/dw_testemu.c
-                 ${CMAKE_SOURCE_DIR}/tests/support/dw_testkafka.c)
-  target_include_directories(${name} PRIVATE ${CMAKE_SOURCE_DIR}/tests/support)
-  target_link_libraries(${name} PRIVATE dwcommon PkgConfig::CRITERION)
+  add_executable(${name} ${T_SOURCES})
+  target_link_libraries(${name} PRIVATE dwtestsupport dwcommon PkgConfig::CRITERION)
   target_compile_definitions(${name} PRIVATE
     DW_SOURCE_DIR="${CMAKE_SOURCE_DIR}" DW_BIN_DIR="${CMAKE_BINARY_DIR}/bin")
   set_target_properties(${name} PROPERTIES RUNTIME_OUTPUT_DIRECTORY ${CMAKE_BINARY_DIR}/tests)
