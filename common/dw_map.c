@@ -1200,9 +1200,10 @@ typedef struct entry_s {
     bool target; /* its problems are reported */
     bool active; /* takes part in name resolution and the dependency graph */
     bool schema_ok;
-    const char *name;          /* stub, from the doc when it is a string */
-    const char *dv_table;      /* stub */
-    const char *dv_entity_set; /* stub */
+    /* read from the doc before validation, when they are strings: enough for name resolution */
+    const char *name;
+    const char *dv_table;
+    const char *dv_entity_set;
     dw_map_t *map;
     bool borrowed; /* map (and a reference to doc) belong to a loaded set: read-only here */
 } entry_t;
@@ -1252,7 +1253,7 @@ static entry_t *session_find(session_t *s, const char *name)
     return NULL;
 }
 
-/* Parse, stub, check the structure and build the model of every entry. Problems of entries that
+/* Parse, read the names, check the structure and build the model of every entry. Problems of entries that
  * are not targets are dropped. */
 static void session_load(session_t *s)
 {
