@@ -16,7 +16,6 @@
  *
  *   build/bin/transform_bench [EVENTS (200000)] [LIVE_RATE_PER_S (5000)] [LIVE_SECONDS (5)]
  */
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -34,6 +33,7 @@
 
 #include "dw_bench.h"
 #include "dw_config.h"
+#include "dw_file.h"
 #include "dw_kafka.h"
 #include "transform.h"
 
@@ -102,26 +102,16 @@ static void die(const char *what, const char *why)
 
 static char *slurp(const char *path)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f)
+    char *text = dw_file_read(path);
+    if (!text)
         die(path, strerror(errno));
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *buf = malloc((size_t)n + 1);
-    size_t got = fread(buf, 1, (size_t)n, f);
-    buf[got] = '\0';
-    fclose(f);
-    return buf;
+    return text;
 }
 
 static void write_text(const char *path, const char *text)
 {
-    FILE *f = fopen(path, "wb");
-    if (!f)
+    if (dw_file_write(path, text) != 0)
         die(path, strerror(errno));
-    fputs(text, f);
-    fclose(f);
 }
 
 static void setup_maps(void)
@@ -131,22 +121,8 @@ static void setup_maps(void)
         die("mkdtemp", strerror(errno));
     snprintf(maps_dir, sizeof(maps_dir), "%s/maps", dir);
     mkdir(maps_dir, 0700);
-    DIR *d = opendir(DW_SOURCE_DIR "/schemas/maps");
-    if (!d)
+    if (dw_file_copy_json(DW_SOURCE_DIR "/schemas/maps", maps_dir) != 0)
         die("schemas/maps", strerror(errno));
-    struct dirent *de;
-    while ((de = readdir(d))) {
-        size_t n = strlen(de->d_name);
-        if (n < 6 || strcmp(de->d_name + n - 5, ".json") != 0)
-            continue;
-        char src[512], dst[600];
-        snprintf(src, sizeof(src), DW_SOURCE_DIR "/schemas/maps/%s", de->d_name);
-        snprintf(dst, sizeof(dst), "%s/%s", maps_dir, de->d_name);
-        char *text = slurp(src);
-        write_text(dst, text);
-        free(text);
-    }
-    closedir(d);
     char *text = slurp(DW_SOURCE_DIR "/schemas/maps/customers_accounts.json");
     json_t *m = json_loads(text, 0, NULL);
     free(text);

@@ -15,6 +15,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "dw_json.h"
+
 #define DW_MAPPER_MAX_DEPTH       2048 /* nesting the writer follows (jansson's parser limit) */
 #define DW_MAPPER_DECIMAL_MAX_INT 28   /* integer digits of a decimal (.NET decimal, SQL 38,10) */
 #define DW_MAPPER_DOUBLE_DIGITS   15   /* significant digits a double always carries (DBL_DIG) */
@@ -62,28 +64,6 @@ static dw_err_t fail(dw_mapper_error_t *err, dw_mapper_reason_t reason, const ch
 }
 
 #define NOMEM(err) fail(err, DW_MAPPER_NOMEM, NULL, "out of memory")
-
-static const char *json_kind(const json_t *v)
-{
-    switch (json_typeof(v)) {
-    case JSON_OBJECT:
-        return "an object";
-    case JSON_ARRAY:
-        return "an array";
-    case JSON_STRING:
-        return "a string";
-    case JSON_INTEGER:
-        return "an integer";
-    case JSON_REAL:
-        return "a number";
-    case JSON_TRUE:
-    case JSON_FALSE:
-        return "a boolean";
-    case JSON_NULL:
-        return "null";
-    }
-    return "?";
-}
 
 /* ---- a growing byte buffer ------------------------------------------------------------------ */
 
@@ -937,7 +917,7 @@ static dw_err_t convert(const dw_meta_column_t *col, dw_map_side_t side, const j
     case DW_COL_STRING: {
         if (!json_is_string(v))
             return fail(err, DW_MAPPER_WRONG_TYPE, field, "expected a string, found %s",
-                        json_kind(v));
+                        dw_json_kind(v));
         const char *s = json_string_value(v);
         size_t n = json_string_length(v);
         long long units = utf16_length(s, n);
@@ -975,7 +955,7 @@ static dw_err_t convert(const dw_meta_column_t *col, dw_map_side_t side, const j
             *out = json_integer(i);
         } else {
             return fail(err, DW_MAPPER_WRONG_TYPE, field, "expected an integer, found %s",
-                        json_kind(v));
+                        dw_json_kind(v));
         }
         break;
     }
@@ -997,21 +977,21 @@ static dw_err_t convert(const dw_meta_column_t *col, dw_map_side_t side, const j
             *out = json_incref((json_t *)v); /* verbatim: exact */
         } else {
             return fail(err, DW_MAPPER_WRONG_TYPE, field, "expected a decimal number, found %s",
-                        json_kind(v));
+                        dw_json_kind(v));
         }
         break;
     }
     case DW_COL_BOOLEAN:
         if (!json_is_boolean(v))
             return fail(err, DW_MAPPER_WRONG_TYPE, field, "expected a boolean, found %s",
-                        json_kind(v));
+                        dw_json_kind(v));
         *out = json_boolean(json_is_true(v));
         break;
     case DW_COL_DATE:
     case DW_COL_DATETIME: {
         if (!json_is_string(v))
             return fail(err, DW_MAPPER_WRONG_TYPE, field, "expected a date%s string, found %s",
-                        col->type == DW_COL_DATETIME ? "-time" : "", json_kind(v));
+                        col->type == DW_COL_DATETIME ? "-time" : "", dw_json_kind(v));
         dt_t dt;
         char text[64];
         if (!dt_parse(json_string_value(v), json_string_length(v), &dt))
@@ -1037,7 +1017,7 @@ static dw_err_t convert(const dw_meta_column_t *col, dw_map_side_t side, const j
     case DW_COL_GUID: {
         if (!json_is_string(v) || !guid_ok(json_string_value(v), json_string_length(v)))
             return fail(err, DW_MAPPER_WRONG_TYPE, field, "expected a guid, found %s",
-                        json_is_string(v) ? "another string" : json_kind(v));
+                        json_is_string(v) ? "another string" : dw_json_kind(v));
         char g[37];
         memcpy(g, json_string_value(v), 37);
         for (int i = 0; i < 36; i++)
@@ -1063,9 +1043,9 @@ static dw_err_t convert(const dw_meta_column_t *col, dw_map_side_t side, const j
             if (side == DW_MAP_FO ? !json_is_string(v) && !json_is_integer(v) : !json_is_integer(v))
                 return fail(err, DW_MAPPER_WRONG_TYPE, field, "expected %s, found %s",
                             side == DW_MAP_FO ? "an enum member name" : "an option value",
-                            json_kind(v));
+                            dw_json_kind(v));
             return fail(err, DW_MAPPER_UNMAPPED_VALUE, field, "%s is not a member of %s",
-                        json_kind(v), col->enum_name ? col->enum_name : col->name);
+                        dw_json_kind(v), col->enum_name ? col->enum_name : col->name);
         }
         break;
     }
@@ -1375,7 +1355,7 @@ static dw_err_t lookup_from_dv(const dw_map_field_t *f, const json_t *record, js
         }
         return fail(err, DW_MAPPER_WRONG_TYPE, f->dv,
                     "a lookup is a key value, an expanded row or a reference, not %s",
-                    json_kind(v));
+                    dw_json_kind(v));
     }
     snprintf(name, sizeof(name), "%s@odata.bind", f->dv);
     if ((v = json_object_get(record, name))) {
@@ -1385,7 +1365,7 @@ static dw_err_t lookup_from_dv(const dw_map_field_t *f, const json_t *record, js
         }
         if (!json_is_string(v))
             return fail(err, DW_MAPPER_WRONG_TYPE, name, "a reference is a string, not %s",
-                        json_kind(v));
+                        dw_json_kind(v));
         char *val = NULL;
         dw_mapper_error_t e;
         dw_err_t rc = dw_mapper_bind_parse(lk, json_string_value(v), &val, company, NULL, &e);
@@ -1516,7 +1496,7 @@ dw_err_t dw_mapper_apply(const dw_map_t *map, dw_map_dir_t dir, const json_t *re
                     dw_map_dir_name(dw_map_direction(map)), dw_map_dir_name(dir));
     if (!json_is_object(record))
         return fail(err, DW_MAPPER_MALFORMED, NULL, "the record is %s, not a JSON object",
-                    json_kind(record));
+                    dw_json_kind(record));
     if (nkeys > MAPPER_MAX_KEYS)
         return fail(err, DW_MAPPER_MALFORMED, NULL, "more than %d key fields", MAPPER_MAX_KEYS);
     if (!(payload = json_object()) || !(key = json_object()))
@@ -1607,7 +1587,7 @@ dw_err_t dw_mapper_apply(const dw_map_t *map, dw_map_dir_t dir, const json_t *re
             if (src_col && src_col->type == DW_COL_GUID && dst_col->type != DW_COL_GUID &&
                 !(json_is_string(v) && guid_ok(json_string_value(v), json_string_length(v)))) {
                 rc = fail(err, DW_MAPPER_WRONG_TYPE, src, "expected a guid, found %s",
-                          json_is_string(v) ? "another string" : json_kind(v));
+                          json_is_string(v) ? "another string" : dw_json_kind(v));
                 goto out;
             }
             if (src_col && src_col->type == DW_COL_INTEGER && dst_col->type == DW_COL_DECIMAL &&
@@ -1653,7 +1633,7 @@ dw_err_t dw_mapper_apply(const dw_map_t *map, dw_map_dir_t dir, const json_t *re
                     rc = fail(err, DW_MAPPER_INVALID_UTF8, src, "the string is not valid UTF-8");
                 else
                     rc = fail(err, DW_MAPPER_UNMAPPED_VALUE, src,
-                              "%s that no pair of the value map has", json_kind(v));
+                              "%s that no pair of the value map has", dw_json_kind(v));
                 goto out;
             }
             break;
@@ -1663,7 +1643,7 @@ dw_err_t dw_mapper_apply(const dw_map_t *map, dw_map_dir_t dir, const json_t *re
                 json_decref(resolved);
                 rc = fail(err, DW_MAPPER_WRONG_TYPE, src,
                           "a lookup takes the referenced row's key as a string, not %s",
-                          json_kind(v));
+                          dw_json_kind(v));
                 goto out;
             }
             const char *s = json_string_value(v);
@@ -1884,7 +1864,7 @@ dw_err_t dw_mapper_roundtrip(const dw_map_t *map, dw_map_dir_t dir, const json_t
             const char *src = dir == DW_MAP_FO_TO_DV ? f->fo : f->dv;
             rc = fail(err, DW_MAPPER_UNMAPPED_VALUE, src,
                       "the value changed on the way %s and back (%s, now %s)", dw_map_dir_name(dir),
-                      json_kind(a), b ? json_kind(b) : "missing");
+                      dw_json_kind(a), b ? dw_json_kind(b) : "missing");
             rc = DW_ERR_CONFLICT;
         }
         json_decref(a);
@@ -1915,7 +1895,7 @@ dw_err_t dw_mapper_source_key(const dw_map_t *map, dw_map_dir_t dir, const json_
         *canonical = NULL;
     if (!json_is_object(record))
         return fail(err, DW_MAPPER_MALFORMED, NULL, "the record is %s, not a JSON object",
-                    json_kind(record));
+                    dw_json_kind(record));
     const bool to_dv = dir == DW_MAP_FO_TO_DV;
     /* only what the key needs: the key columns (lookups in every form) and the company */
     if (!(sub = json_object()) || !(out = json_object()))

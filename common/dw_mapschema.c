@@ -13,6 +13,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "dw_json.h"
+
 /* ---- JSON types as the schemas name them ------------------------------------------------ */
 
 enum {
@@ -150,28 +152,6 @@ static const char *shorten(const char *s, char *buf, size_t n)
         return s;
     snprintf(buf, n, "%.*s...", (int)(n - 4), s);
     return buf;
-}
-
-static const char *type_name(const json_t *v)
-{
-    switch (json_typeof(v)) {
-    case JSON_OBJECT:
-        return "an object";
-    case JSON_ARRAY:
-        return "an array";
-    case JSON_STRING:
-        return "a string";
-    case JSON_INTEGER:
-        return "an integer";
-    case JSON_REAL:
-        return "a number";
-    case JSON_TRUE:
-    case JSON_FALSE:
-        return "a boolean";
-    case JSON_NULL:
-        return "null";
-    }
-    return "?";
 }
 
 /* JSON Schema 2020-12 counts 1.0 as an integer. */
@@ -313,7 +293,7 @@ static void check_node(sch_ctx_t *c, const sch_node_t *node, const json_t *v)
     char buf[160];
     if (!type_ok(node->types, v)) {
         types_text(node->types, buf, sizeof(buf));
-        report(c, "expected %s, found %s", buf, type_name(v));
+        report(c, "expected %s, found %s", buf, dw_json_kind(v));
         return;
     }
     if (node->enum_strs) {
@@ -330,7 +310,7 @@ static void check_node(sch_ctx_t *c, const sch_node_t *node, const json_t *v)
                 char sbuf[80];
                 report(c, "\"%s\" is not one of %s", shorten(json_string_value(v), sbuf, 64), buf);
             } else {
-                report(c, "%s is not one of %s", type_name(v), buf);
+                report(c, "%s is not one of %s", dw_json_kind(v), buf);
             }
             return;
         }
@@ -516,7 +496,7 @@ static void field_null_side(sch_ctx_t *c, const json_t *v, const char *other, co
         report(c, "required member \"transform\" is missing (a null side needs a constant)");
     if (o && !json_is_string(o)) {
         size_t old = ptr_push_key(c, other);
-        report(c, "expected string, found %s (only one side may be null)", type_name(o));
+        report(c, "expected string, found %s (only one side may be null)", dw_json_kind(o));
         ptr_pop(c, old);
     }
     if (d && !(json_is_string(d) && strcmp(json_string_value(d), dir) == 0)) {

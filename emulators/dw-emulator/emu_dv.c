@@ -29,6 +29,7 @@
 #include "emu_batch.h"
 #include "emu_ctx.h"
 #include "emu_odata.h"
+#include "emu_service.h"
 
 #define DV_SQL_MAX   16384
 #define DV_CHUNK     500
@@ -210,22 +211,6 @@ static json_t *dv_out(const emu_table_t *t, json_t *db, const emu_odata_query_t 
             json_object_set(o, name, v);
     }
     return o;
-}
-
-static void dv_context(const dv_t *d, const emu_odata_query_t *q, const char *suffix, char *out,
-                       size_t size)
-{
-    snprintf(out, size, "%s$metadata#%s", d->ctx->base_url, d->t->entity_set);
-    if (q && q->nselect) {
-        strncat(out, "(", size - strlen(out) - 1);
-        for (size_t i = 0; i < q->nselect; i++) {
-            if (i)
-                strncat(out, ",", size - strlen(out) - 1);
-            strncat(out, q->select[i], size - strlen(out) - 1);
-        }
-        strncat(out, ")", size - strlen(out) - 1);
-    }
-    strncat(out, suffix, size - strlen(out) - 1);
 }
 
 /* Check every $select / $orderby name against the table. */
@@ -783,7 +768,7 @@ static void dv_send_written(dv_t *d, json_t *row, bool created, bool repr, bool 
     if (repr) {
         json_t *o = dv_out(d->t, row, NULL);
         char ctxs[1024];
-        dv_context(d, NULL, "/$entity", ctxs, sizeof(ctxs));
+        emu_service_context(d->ctx, d->t, NULL, "/$entity", ctxs, sizeof(ctxs));
         json_t *full = json_pack("{s:s}", "@odata.context", ctxs);
         json_object_update(full, o);
         json_decref(o);
@@ -1332,7 +1317,7 @@ static void dv_get_one(dv_t *d, const dv_key_t *k, const emu_odata_query_t *q)
     }
     json_t *o = dv_out(d->t, row, q);
     char ctxs[1024];
-    dv_context(d, q, "/$entity", ctxs, sizeof(ctxs));
+    emu_service_context(d->ctx, d->t, q, "/$entity", ctxs, sizeof(ctxs));
     json_t *full = json_pack("{s:s}", "@odata.context", ctxs);
     json_object_update(full, o);
     char et[64];
@@ -1462,7 +1447,7 @@ static void dv_collection(dv_t *d, const emu_odata_query_t *q, const dv_prefer_t
             next_offset = offset;
     }
     char ctxs[1024];
-    dv_context(d, q, "", ctxs, sizeof(ctxs));
+    emu_service_context(d->ctx, d->t, q, "", ctxs, sizeof(ctxs));
     json_t *o = json_pack("{s:s}", "@odata.context", ctxs);
     if (q->count) {
         /* $count: the matching rows, at most 5,000 (Dataverse's limit) */
@@ -1730,7 +1715,7 @@ static void dv_changes(dv_t *d, const emu_odata_query_t *q, const dv_prefer_t *p
         more = false;
     }
     char ctxs[1024];
-    dv_context(d, q, delta ? "/$delta" : "", ctxs, sizeof(ctxs));
+    emu_service_context(d->ctx, d->t, q, delta ? "/$delta" : "", ctxs, sizeof(ctxs));
     json_t *o = json_pack("{s:s,s:O}", "@odata.context", ctxs, "value", value);
     char link[4096];
     if (more) {
@@ -1889,12 +1874,6 @@ static bool dv_batch_commit(void *opaque, void *txn, emu_resp_t *err_resp)
     return !err;
 }
 
-static void dv_batch_rollback(void *opaque, void *txn)
-{
-    emu_ctx_t *ctx = opaque;
-    emu_store_rollback_release(ctx->store, txn);
-}
-
 static void dv_batch_dispatch(void *opaque, emu_req_t *req, emu_resp_t *resp)
 {
     emu_ctx_t *ctx = opaque;
@@ -1909,7 +1888,7 @@ static const emu_batch_ops_t dv_batch_ops = {
     .root_path = "/api/data/v9.2/",
     .begin = dv_batch_begin,
     .commit = dv_batch_commit,
-    .rollback = dv_batch_rollback,
+    .rollback = emu_service_batch_rollback,
     .dispatch = dv_batch_dispatch,
 };
 
@@ -1930,15 +1909,7 @@ void emu_dv_handle(emu_ctx_t *ctx, emu_req_t *req, emu_resp_t *resp, const char 
     memset(&q, 0, sizeof(q));
     q.top = -1;
     if (*rel == '\0') {
-        json_t *v = json_array();
-        for (size_t i = 0; i < emu_store_ntables(ctx->store); i++) {
-            emu_table_t *t = emu_store_table_at(ctx->store, i);
-            json_array_append_new(v, json_pack("{s:s,s:s,s:s}", "name", t->entity_set, "kind",
-                                               "EntitySet", "url", t->entity_set));
-        }
-        char cx[600];
-        snprintf(cx, sizeof(cx), "%s$metadata", ctx->base_url);
-        emu_resp_json(resp, 200, json_pack("{s:s,s:o}", "@odata.context", cx, "value", v));
+        emu_service_document(ctx, resp);
         return;
     }
     if (strcmp(rel, "WhoAmI") == 0 || strcmp(rel, "WhoAmI()") == 0) {

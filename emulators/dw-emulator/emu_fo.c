@@ -27,6 +27,7 @@
 #include "emu_fo_events.h"
 #include "emu_fo_store.h"
 #include "emu_odata.h"
+#include "emu_service.h"
 
 #define FO_SQL_MAX 16384
 #define FO_CHUNK   1000
@@ -358,22 +359,6 @@ static json_t *fo_out(const emu_table_t *t, json_t *db, const emu_odata_query_t 
     return o;
 }
 
-static void fo_context(const fo_t *d, const emu_odata_query_t *q, const char *suffix, char *out,
-                       size_t size)
-{
-    snprintf(out, size, "%s$metadata#%s", d->ctx->base_url, d->t->entity_set);
-    if (q && q->nselect) {
-        strncat(out, "(", size - strlen(out) - 1);
-        for (size_t i = 0; i < q->nselect; i++) {
-            if (i)
-                strncat(out, ",", size - strlen(out) - 1);
-            strncat(out, q->select[i], size - strlen(out) - 1);
-        }
-        strncat(out, ")", size - strlen(out) - 1);
-    }
-    strncat(out, suffix, size - strlen(out) - 1);
-}
-
 static bool fo_col_ok(const emu_table_t *t, const char *name)
 {
     const emu_col_t *c = emu_table_col(t, name);
@@ -636,7 +621,7 @@ static bool fo_record(fo_t *d, const char *message, json_t *after, json_t *befor
 static void fo_send_row(fo_t *d, unsigned status, json_t *row)
 {
     char ctxs[1024], url[4096], etag[48];
-    fo_context(d, NULL, "/$entity", ctxs, sizeof(ctxs));
+    emu_service_context(d->ctx, d->t, NULL, "/$entity", ctxs, sizeof(ctxs));
     json_t *full = json_pack("{s:s}", "@odata.context", ctxs), *o = fo_out(d->t, row, NULL);
     json_object_update(full, o);
     json_decref(o);
@@ -842,7 +827,7 @@ static void fo_get_one(fo_t *d, const fo_key_t *k, const emu_odata_query_t *q)
         fo_not_found(d, k);
         return;
     }
-    fo_context(d, q, "/$entity", ctxs, sizeof(ctxs));
+    emu_service_context(d->ctx, d->t, q, "/$entity", ctxs, sizeof(ctxs));
     json_t *full = json_pack("{s:s}", "@odata.context", ctxs), *o = fo_out(d->t, row, q);
     json_object_update(full, o);
     json_decref(o);
@@ -1193,7 +1178,7 @@ static void fo_collection(fo_t *d, const emu_odata_query_t *q, bool count_only)
     if (pg.page > 0 && !fo_scan(d, q, f, sql_offset, after, page_cb, &pg))
         goto out;
     char ctxs[1024];
-    fo_context(d, q, "", ctxs, sizeof(ctxs));
+    emu_service_context(d->ctx, d->t, q, "", ctxs, sizeof(ctxs));
     json_t *o = json_pack("{s:s}", "@odata.context", ctxs);
     if (q->count)
         json_object_set_new(o, "@odata.count", json_integer(pg.count));
@@ -1383,12 +1368,6 @@ static bool fo_batch_commit(void *opaque, void *txn, emu_resp_t *err_resp)
     return !err;
 }
 
-static void fo_batch_rollback(void *opaque, void *txn)
-{
-    emu_ctx_t *ctx = opaque;
-    emu_store_rollback_release(ctx->store, txn);
-}
-
 static void fo_batch_dispatch(void *opaque, emu_req_t *req, emu_resp_t *resp)
 {
     emu_ctx_t *ctx = opaque;
@@ -1404,7 +1383,7 @@ static const emu_batch_ops_t fo_batch_ops = {
     .root_path = "/data/",
     .begin = fo_batch_begin,
     .commit = fo_batch_commit,
-    .rollback = fo_batch_rollback,
+    .rollback = emu_service_batch_rollback,
     .dispatch = fo_batch_dispatch,
 };
 
@@ -1455,15 +1434,7 @@ void emu_fo_handle(emu_ctx_t *ctx, emu_req_t *req, emu_resp_t *resp, const char 
             emu_fo_error(resp, 405, FO_T_ODATA, "The method %s is not allowed on the service root.", m);
             return;
         }
-        json_t *v = json_array();
-        for (size_t i = 0; i < emu_store_ntables(ctx->store); i++) {
-            emu_table_t *t = emu_store_table_at(ctx->store, i);
-            json_array_append_new(v, json_pack("{s:s,s:s,s:s}", "name", t->entity_set, "kind",
-                                               "EntitySet", "url", t->entity_set));
-        }
-        char cx[600];
-        snprintf(cx, sizeof(cx), "%s$metadata", ctx->base_url);
-        emu_resp_json(resp, 200, json_pack("{s:s,s:o}", "@odata.context", cx, "value", v));
+        emu_service_document(ctx, resp);
         return;
     }
     if (strcmp(rel, "$metadata") == 0) {

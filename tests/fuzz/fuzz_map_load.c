@@ -4,8 +4,9 @@
  *
  *   clang -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
  *       -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE -DDW_DEFAULT_SCHEMAS_DIR="\"$PWD/schemas\"" \
- *       -Icommon tests/fuzz/fuzz_map_load.c common/dw_map.c common/dw_mapschema.c \
- *       common/dw_mapper.c common/dw_sha256.c common/dw_filter.c common/dw_err.c -ljansson \
+ *       -Icommon tests/fuzz/fuzz_map_load.c tests/fuzz/fuzz_maps.c common/dw_map.c \
+ *       common/dw_mapschema.c common/dw_mapper.c common/dw_json.c common/dw_sha256.c \
+ *       common/dw_filter.c common/dw_err.c -ljansson \
  *       -o build-fuzz/fuzz_map_load
  *   mkdir -p build-fuzz/corpus-map && cp schemas/maps/[a-z]*.json tests/maps/valid/[a-z]*.json \
  *       tests/maps/invalid/[a-z]*.json build-fuzz/corpus-map/
@@ -35,18 +36,9 @@
 #include "dw_mapper.h"
 #include "dw_mapschema.h"
 #include "dw_sha256.h"
+#include "fuzz_maps.h"
 
-#ifndef DW_DEFAULT_SCHEMAS_DIR
-#define DW_DEFAULT_SCHEMAS_DIR "schemas"
-#endif
-
-#define CHECK(cond)                                                                                \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            fprintf(stderr, "fuzz_map_load: check failed at line %d: %s\n", __LINE__, #cond);      \
-            abort();                                                                               \
-        }                                                                                          \
-    } while (0)
+#define CHECK(cond) FUZZ_CHECK("fuzz_map_load", cond)
 
 static dw_mapset_t *set;
 static char scratch[256]; /* the standard maps, copied */
@@ -102,16 +94,8 @@ static void count_cb(void *opaque, const char *pointer, const char *message)
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
-    char errstr[1024];
-    const char *dir = getenv("DW_FUZZ_SCHEMAS");
     char maps[1024], cmd[2400];
-    snprintf(maps, sizeof(maps), "%s/maps", dir ? dir : DW_DEFAULT_SCHEMAS_DIR);
-    snprintf(meta_dir, sizeof(meta_dir), "%s/metadata", dir ? dir : DW_DEFAULT_SCHEMAS_DIR);
-    set = dw_mapset_load(maps, meta_dir, NULL, errstr, sizeof(errstr));
-    if (!set) {
-        fprintf(stderr, "fuzz_map_load: %s\n", errstr);
-        abort();
-    }
+    set = fuzz_maps_load("fuzz_map_load", maps, sizeof(maps), meta_dir, sizeof(meta_dir));
     strcpy(scratch, "/tmp/fuzz_map_load-XXXXXX");
     CHECK(mkdtemp(scratch));
     snprintf(cmd, sizeof(cmd), "cp %s/*.json %s/", maps, scratch);

@@ -5,8 +5,9 @@
  *
  *   clang -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
  *       -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE -DDW_DEFAULT_SCHEMAS_DIR="\"$PWD/schemas\"" \
- *       -Icommon tests/fuzz/fuzz_mapper.c common/dw_map.c common/dw_mapschema.c \
- *       common/dw_mapper.c common/dw_sha256.c common/dw_filter.c common/dw_err.c -ljansson \
+ *       -Icommon tests/fuzz/fuzz_mapper.c tests/fuzz/fuzz_maps.c common/dw_map.c \
+ *       common/dw_mapschema.c common/dw_mapper.c common/dw_json.c common/dw_sha256.c \
+ *       common/dw_filter.c common/dw_err.c -ljansson \
  *       -o build-fuzz/fuzz_mapper
  *   mkdir -p build-fuzz/corpus-mapper && cp -r tests/fuzz/corpus/mapper/. build-fuzz/corpus-mapper/
  *   build-fuzz/fuzz_mapper -dict=tests/fuzz/mapper.dict -max_len=8192 -max_total_time=120 \
@@ -30,33 +31,16 @@
 #include "dw_map.h"
 #include "dw_mapper.h"
 #include "dw_sha256.h"
+#include "fuzz_maps.h"
 
-#ifndef DW_DEFAULT_SCHEMAS_DIR
-#define DW_DEFAULT_SCHEMAS_DIR "schemas"
-#endif
-
-#define CHECK(cond)                                                                                \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            fprintf(stderr, "fuzz_mapper: check failed at line %d: %s\n", __LINE__, #cond);        \
-            abort();                                                                               \
-        }                                                                                          \
-    } while (0)
+#define CHECK(cond) FUZZ_CHECK("fuzz_mapper", cond)
 
 static dw_mapset_t *set;
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
-    char errstr[1024];
-    const char *dir = getenv("DW_FUZZ_SCHEMAS");
     char maps[1024], meta[1024];
-    snprintf(maps, sizeof(maps), "%s/maps", dir ? dir : DW_DEFAULT_SCHEMAS_DIR);
-    snprintf(meta, sizeof(meta), "%s/metadata", dir ? dir : DW_DEFAULT_SCHEMAS_DIR);
-    set = dw_mapset_load(maps, meta, NULL, errstr, sizeof(errstr));
-    if (!set) {
-        fprintf(stderr, "fuzz_mapper: %s\n", errstr);
-        abort();
-    }
+    set = fuzz_maps_load("fuzz_mapper", maps, sizeof(maps), meta, sizeof(meta));
     return 0;
 }
 

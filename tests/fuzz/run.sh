@@ -31,8 +31,8 @@ libs=($(pkg-config --libs rdkafka libcurl jansson libpq libmicrohttpd) -lpthread
 # name | sources besides the target | corpus folders | dictionary | max_len
 targets=(
   "fuzz_filter|common|tests/fuzz/corpus/filter|tests/fuzz/filter.dict|4096"
-  "fuzz_map_load|common|schemas/maps tests/maps/valid tests/maps/invalid|tests/fuzz/map.dict|16384"
-  "fuzz_mapper|common|tests/fuzz/corpus/mapper|tests/fuzz/mapper.dict|8192"
+  "fuzz_map_load|common tests/fuzz/fuzz_maps.c|schemas/maps tests/maps/valid tests/maps/invalid|tests/fuzz/map.dict|16384"
+  "fuzz_mapper|common tests/fuzz/fuzz_maps.c|tests/fuzz/corpus/mapper|tests/fuzz/mapper.dict|8192"
   "emu/fuzz_emu_odata|common emulators/dw-emulator/emu_odata.c|tests/fuzz/emu/corpus_odata||4096"
   "emu/fuzz_emu_batch|common emulators/dw-emulator/emu_batch.c|tests/fuzz/emu/corpus_batch||65536"
 )

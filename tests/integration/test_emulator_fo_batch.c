@@ -6,12 +6,9 @@
  * Protocol (OData)" for finance and operations; OData 4.0 Part 1, 11.7). The harness (emulator as
  * a child process, event receiver in this process) is the one of test_emulator_fo.c.
  */
-#include <arpa/inet.h>
 #include <criterion/criterion.h>
 #include <jansson.h>
 #include <libpq-fe.h>
-#include <microhttpd.h>
-#include <netinet/in.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,6 +17,7 @@
 #include <unistd.h>
 
 #include "dw_testemu.h"
+#include "dw_testreceiver.h"
 
 #define ADMIN "test-admin-secret"
 #define EVENT_SECRET "event-shared-secret"
@@ -32,183 +30,29 @@ static dw_testemu_t *emu;
 #define resp_free dw_testemu_resp_free
 #define hdr dw_testemu_resp_header
 
-/* ---- the data events receiver ----------------------------------------------------------------- */
+/* ---- the data events receiver (tests/support/dw_testreceiver.c) ----------------------------- */
 
-#define RX_MAX 256
+static dw_testreceiver_t rx = DW_TESTRECEIVER_INIT;
 
-static struct {
-    struct MHD_Daemon *d;
-    int port;
-    pthread_mutex_t mu;
-    json_t *events[RX_MAX]; /* accepted POSTs, in arrival order */
-    int n;
-    int refused;            /* POSTs answered 503 */
-    int fail;               /* answer 503 while set */
-    int bad_auth;           /* POSTs without the shared secret */
-} rx = {.mu = PTHREAD_MUTEX_INITIALIZER};
-
-typedef struct {
-    char *buf;
-    size_t len;
-} rx_body_t;
-
-static enum MHD_Result rx_handler(void *cls, struct MHD_Connection *c, const char *url,
-                                  const char *method, const char *version, const char *data,
-                                  size_t *size, void **state)
-{
-    (void)cls;
-    (void)url;
-    (void)version;
-    rx_body_t *b = *state;
-    if (!b) {
-        *state = calloc(1, sizeof(rx_body_t));
-        return *state ? MHD_YES : MHD_NO;
-    }
-    if (*size) {
-        char *nb = realloc(b->buf, b->len + *size + 1);
-        if (!nb)
-            return MHD_NO;
-        b->buf = nb;
-        memcpy(b->buf + b->len, data, *size);
-        b->len += *size;
-        b->buf[b->len] = '\0';
-        *size = 0;
-        return MHD_YES;
-    }
-    unsigned status = 200;
-    const char *auth = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "X-Event-Secret");
-    pthread_mutex_lock(&rx.mu);
-    if (strcmp(method, "POST") != 0) {
-        status = 405;
-    } else if (rx.fail) {
-        rx.refused++;
-        status = 503;
-    } else {
-        if (!auth || strcmp(auth, EVENT_SECRET) != 0)
-            rx.bad_auth++;
-        json_t *j = b->buf ? json_loads(b->buf, 0, NULL) : NULL;
-        if (j && rx.n < RX_MAX)
-            rx.events[rx.n++] = j;
-        else
-            json_decref(j);
-    }
-    pthread_mutex_unlock(&rx.mu);
-    struct MHD_Response *r = MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
-    enum MHD_Result ret = MHD_queue_response(c, status, r);
-    MHD_destroy_response(r);
-    return ret;
-}
-
-static void rx_done(void *cls, struct MHD_Connection *c, void **state, enum MHD_RequestTerminationCode t)
-{
-    (void)cls;
-    (void)c;
-    (void)t;
-    rx_body_t *b = *state;
-    if (b) {
-        free(b->buf);
-        free(b);
-    }
-    *state = NULL;
-}
-
-static void rx_start(void)
-{
-    rx.port = dw_testemu_free_port();
-    rx.n = rx.refused = rx.fail = rx.bad_auth = 0;
-    struct sockaddr_in sa;
-    memset(&sa, 0, sizeof(sa));
-    sa.sin_family = AF_INET;
-    sa.sin_port = htons((uint16_t)rx.port);
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    rx.d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION,
-                            (uint16_t)rx.port, NULL, NULL, rx_handler, NULL, MHD_OPTION_SOCK_ADDR, &sa,
-                            MHD_OPTION_NOTIFY_COMPLETED, rx_done, NULL, MHD_OPTION_END);
-    cr_assert(rx.d, "could not start the event receiver");
-}
-
-static void rx_stop(void)
-{
-    if (rx.d)
-        MHD_stop_daemon(rx.d);
-    rx.d = NULL;
-    for (int i = 0; i < rx.n; i++)
-        json_decref(rx.events[i]);
-    rx.n = 0;
-}
-
-/* Wait until at least n events were accepted (at most ms milliseconds); returns the count. */
-static int rx_wait(int n, int ms)
-{
-    int got = 0;
-    for (int waited = 0; waited <= ms; waited += 20) {
-        pthread_mutex_lock(&rx.mu);
-        got = rx.n;
-        pthread_mutex_unlock(&rx.mu);
-        if (got >= n)
-            break;
-        usleep(20000);
-    }
-    return got;
-}
-
-/* The value of key in a RemoteExecutionContext key/value list. */
-static json_t *kv_get(json_t *list, const char *key)
-{
-    for (size_t i = 0; i < json_array_size(list); i++) {
-        json_t *e = json_array_get(list, i);
-        const char *k = json_string_value(json_object_get(e, "key"));
-        if (k && strcmp(k, key) == 0)
-            return json_object_get(e, "value");
-    }
-    return NULL;
-}
-
-static json_t *ev_target(json_t *ev)
-{
-    return kv_get(json_object_get(ev, "InputParameters"), "Target");
-}
-
-static json_t *ev_pre(json_t *ev)
-{
-    return kv_get(json_object_get(ev, "PreEntityImages"), "PreImage");
-}
-
-static json_t *attr(json_t *entity, const char *name)
-{
-    return kv_get(json_object_get(entity, "Attributes"), name);
-}
+#define rx_wait(n, ms) dw_testreceiver_wait(&rx, n, ms)
+#define kv_get dw_testreceiver_kv_get
+#define ev_target dw_testreceiver_ev_target
+#define ev_pre dw_testreceiver_ev_pre
+#define attr dw_testreceiver_attr
 
 /* ---- the emulator ----------------------------------------------------------------------------- */
 
-static void start_emulator_with(const char *events_url)
-{
-    char evu[300], errstr[1024];
-    snprintf(evu, sizeof(evu), "emulator.fo.event_endpoints=%s", events_url ? events_url : "");
-    const char *args[] = {"--limits", "off", "-X", "emulator.admin_secret=" ADMIN,
-                          "-X", "emulator.max_body_bytes=65536", "-X", "emulator.fo.company=usmf",
-                          "-X", evu, "-X", "emulator.fo.event_auth_header=X-Event-Secret: " EVENT_SECRET,
-                          "-X", "emulator.fo.event_retry_initial_ms=50", "-X",
-                          "emulator.fo.event_retry_max_ms=200", NULL};
-    emu = dw_testemu_start("fo", "emu_fob", args, NULL, errstr, sizeof(errstr));
-    cr_assert(emu, "%s", errstr);
-}
-
 static void stop_emulator(void)
 {
-    if (emu)
-        cr_expect_eq(dw_testemu_stop(emu), 0, "dw-emulator did not exit cleanly");
-    rx_stop();
-    dw_testemu_destroy(emu);
-    emu = NULL;
+    cr_expect_eq(dw_testreceiver_stop_fo(&rx, &emu), 0, "dw-emulator did not exit cleanly");
 }
 
 static void setup(void)
 {
-    rx_start();
-    char url[128];
-    snprintf(url, sizeof(url), "http://127.0.0.1:%d/events", rx.port);
-    start_emulator_with(url);
+    char errstr[1024];
+    cr_assert(dw_testreceiver_start(&rx, EVENT_SECRET, errstr, sizeof(errstr)) == 0, "%s", errstr);
+    emu = dw_testreceiver_start_fo(&rx, "emu_fob", ADMIN, errstr, sizeof(errstr));
+    cr_assert(emu, "%s", errstr);
 }
 
 TestSuite(emulator_fo_batch, .init = setup, .fini = stop_emulator, .timeout = 60);

@@ -11,7 +11,6 @@
  */
 #include <criterion/criterion.h>
 
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -28,6 +27,7 @@
 
 #include "dw_config.h"
 #include "dw_dlq.h"
+#include "dw_file.h"
 #include "dw_kafka.h"
 #include "dw_testutil.h"
 
@@ -59,33 +59,15 @@ static void sleep_ms(int ms)
     nanosleep(&ts, NULL);
 }
 
-static char *slurp(const char *path)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *buf = malloc((size_t)n + 1);
-    size_t got = fread(buf, 1, (size_t)n, f);
-    buf[got] = '\0';
-    fclose(f);
-    return buf;
-}
-
 static void write_text(const char *path, const char *text)
 {
-    FILE *f = fopen(path, "wb");
-    cr_assert_not_null(f, "%s: %s", path, strerror(errno));
-    fputs(text, f);
-    fclose(f);
+    cr_assert_eq(dw_file_write(path, text), 0, "%s: %s", path, strerror(errno));
 }
 
 /* The test's map file: customers_accounts renamed, at the given version. */
 static void write_map(int version)
 {
-    char *text = slurp(DW_SOURCE_DIR "/schemas/maps/customers_accounts.json");
+    char *text = dw_file_read(DW_SOURCE_DIR "/schemas/maps/customers_accounts.json");
     cr_assert_not_null(text);
     json_error_t jerr;
     json_t *m = json_loads(text, 0, &jerr);
@@ -127,21 +109,8 @@ static void setup(void)
     snprintf(dir, sizeof(dir), "%s", dw_test_tmpdir_new());
     snprintf(maps_dir, sizeof(maps_dir), "%s/maps", dir);
     cr_assert_eq(mkdir(maps_dir, 0700), 0);
-    DIR *d = opendir(DW_SOURCE_DIR "/schemas/maps");
-    cr_assert_not_null(d);
-    struct dirent *de;
-    while ((de = readdir(d))) {
-        size_t n = strlen(de->d_name);
-        if (n < 6 || strcmp(de->d_name + n - 5, ".json") != 0)
-            continue;
-        char src[512], dst[600];
-        snprintf(src, sizeof(src), DW_SOURCE_DIR "/schemas/maps/%s", de->d_name);
-        snprintf(dst, sizeof(dst), "%s/%s", maps_dir, de->d_name);
-        char *text = slurp(src);
-        write_text(dst, text);
-        free(text);
-    }
-    closedir(d);
+    cr_assert_eq(dw_file_copy_json(DW_SOURCE_DIR "/schemas/maps", maps_dir), 0, "%s",
+                 strerror(errno));
     write_map(1);
 }
 
@@ -282,7 +251,7 @@ static bool log_contains(const char *inst, const char *needle)
 {
     char path[400];
     snprintf(path, sizeof(path), "%s/%s.log", dir, inst);
-    char *text = slurp(path);
+    char *text = dw_file_read(path);
     bool found = text && strstr(text, needle);
     free(text);
     return found;
@@ -295,7 +264,7 @@ static void wait_log(const char *inst, const char *needle, int ms)
         if (now_ms() > deadline) {
             char path[400];
             snprintf(path, sizeof(path), "%s/%s.log", dir, inst);
-            char *text = slurp(path);
+            char *text = dw_file_read(path);
             cr_log_error("%s", text ? text : "(no log)");
             free(text);
             cr_assert_fail("\"%s\" did not appear in the log of %s", needle, inst);

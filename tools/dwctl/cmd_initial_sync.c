@@ -28,6 +28,7 @@
 #include "dw_map.h"
 #include "dw_mapper.h"
 #include "dw_pg.h"
+#include "dw_recordids.h"
 #include "dw_sha256.h"
 #include "dw_signal.h"
 #include "dw_system.h"
@@ -387,31 +388,14 @@ static dw_err_t is_state_put(is_t *s, const is_item_t *it, const char *status, c
                              const json_t *ids, char *errstr, size_t errstr_size)
 {
     char pages[32], records[32];
-    char *ids_text = NULL;
     snprintf(pages, sizeof(pages), "%lld", it->pages);
     snprintf(records, sizeof(records), "%lld", it->records);
     dw_err_t rc = dw_pg_begin(s->pg, errstr, errstr_size);
     if (rc)
         return rc;
-    if (ids && json_array_size(ids) > 0) {
-        /* Dataverse row ids -> keys, as dw-capture records them (deletes are resolved there) */
-        if (!(ids_text = json_dumps(ids, JSON_COMPACT))) {
-            rc = dw_errf(DW_ERR_NOMEM, errstr, errstr_size, "out of memory");
-            goto fail;
-        }
-        const char *p[2] = {dw_map_name(it->map), ids_text};
-        rc = dw_pg_exec(s->pg,
-                        "INSERT INTO dw_record_ids (map, record_id, canonical_key, source_key)"
-                        " SELECT DISTINCT ON ((e->>'id')::uuid) $1, (e->>'id')::uuid, e->>'ck',"
-                        " e->'key' FROM jsonb_array_elements($2::jsonb) WITH ORDINALITY AS t(e, n)"
-                        " ORDER BY (e->>'id')::uuid, n DESC"
-                        " ON CONFLICT (map, record_id) DO UPDATE SET canonical_key ="
-                        " EXCLUDED.canonical_key, source_key = EXCLUDED.source_key,"
-                        " updated_at = now()",
-                        2, p, NULL, errstr, errstr_size);
-        if (rc)
-            goto fail;
-    }
+    /* Dataverse row ids -> keys, as dw-capture records them (deletes are resolved there) */
+    if ((rc = dw_recordids_upsert(s->pg, dw_map_name(it->map), ids, errstr, errstr_size)))
+        goto fail;
     const char *p[7] = {s->run_id, dw_map_name(it->map), status, pages, records, it->position,
                         error};
     rc = dw_pg_exec(s->pg,
@@ -421,11 +405,8 @@ static dw_err_t is_state_put(is_t *s, const is_item_t *it, const char *status, c
                     7, p, NULL, errstr, errstr_size);
     if (rc)
         goto fail;
-    rc = dw_pg_commit(s->pg, errstr, errstr_size);
-    free(ids_text);
-    return rc;
+    return dw_pg_commit(s->pg, errstr, errstr_size);
 fail:
-    free(ids_text);
     dw_pg_rollback(s->pg, NULL, 0);
     return rc;
 }

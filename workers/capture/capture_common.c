@@ -12,6 +12,7 @@
 #include "dw_topics.h"
 #include "dw_log.h"
 #include "dw_mapper.h"
+#include "dw_recordids.h"
 
 /* ---- ack groups ----------------------------------------------------------------------------- */
 
@@ -215,27 +216,10 @@ dw_err_t capture_checkpoint_put(capture_t *cap, const char *map, const char *sou
                                 size_t errstr_size)
 {
     dw_err_t rc;
-    char *ids_text = NULL;
     if ((rc = dw_pg_begin(cap->pg, errstr, errstr_size)))
         return rc;
-    if (ids && json_array_size(ids) > 0) {
-        if (!(ids_text = json_dumps(ids, JSON_COMPACT))) {
-            rc = dw_errf(DW_ERR_NOMEM, errstr, errstr_size, "out of memory");
-            goto fail;
-        }
-        const char *p[2] = {map, ids_text};
-        rc = dw_pg_exec(cap->pg,
-                        "INSERT INTO dw_record_ids (map, record_id, canonical_key, source_key)"
-                        " SELECT DISTINCT ON ((e->>'id')::uuid) $1, (e->>'id')::uuid, e->>'ck',"
-                        " e->'key' FROM jsonb_array_elements($2::jsonb) WITH ORDINALITY AS t(e, n)"
-                        " ORDER BY (e->>'id')::uuid, n DESC"
-                        " ON CONFLICT (map, record_id) DO UPDATE SET canonical_key ="
-                        " EXCLUDED.canonical_key, source_key = EXCLUDED.source_key,"
-                        " updated_at = now()",
-                        2, p, NULL, errstr, errstr_size);
-        if (rc)
-            goto fail;
-    }
+    if ((rc = dw_recordids_upsert(cap->pg, map, ids, errstr, errstr_size)))
+        goto fail;
     if (position) {
         const char *p[4] = {cap->component, map, source, position};
         rc = dw_pg_exec(cap->pg,
@@ -246,11 +230,8 @@ dw_err_t capture_checkpoint_put(capture_t *cap, const char *map, const char *sou
         if (rc)
             goto fail;
     }
-    rc = dw_pg_commit(cap->pg, errstr, errstr_size);
-    free(ids_text);
-    return rc;
+    return dw_pg_commit(cap->pg, errstr, errstr_size);
 fail:
-    free(ids_text);
     dw_pg_rollback(cap->pg, NULL, 0);
     return rc;
 }
