@@ -28,7 +28,6 @@
 #define SECRET "fo-e2e-event-secret"
 #define ADMIN  "fo-e2e-admin"
 
-static const char *const ADMIN_H[] = {"Authorization: Bearer " ADMIN, NULL};
 static const char *const base_maps[] = {"customer_groups", "legal_entities", "payment_terms", NULL};
 
 static char suffix[32];
@@ -294,11 +293,11 @@ static void group_delete(const char *id)
 /* The delivery state of the one endpoint (new reference). */
 static json_t *endpoint_state(void)
 {
-    dw_testemu_resp_t r;
-    dw_testemu_request(emu, &r, "GET", "/_admin/events", NULL, ADMIN_H);
-    cr_assert_eq(r.status, 200, "%ld %s", r.status, r.body ? r.body : "");
-    json_t *ep = json_incref(json_array_get(json_object_get(r.json, "endpoints"), 0));
-    dw_testemu_resp_free(&r);
+    long status = 0;
+    json_t *events = dw_testemu_admin_get(emu, "/_admin/events", ADMIN, &status);
+    cr_assert(events, "GET /_admin/events: %ld", status);
+    json_t *ep = json_incref(json_array_get(json_object_get(events, "endpoints"), 0));
+    json_decref(events);
     cr_assert(ep, "no endpoint in /_admin/events");
     return ep;
 }

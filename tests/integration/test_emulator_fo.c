@@ -68,11 +68,9 @@ static const char *const ADMIN_H[] = {"Authorization: Bearer " ADMIN, NULL};
 
 static json_t *admin_events(void)
 {
-    resp_t r;
-    req(&r, "GET", "/_admin/events", NULL, ADMIN_H);
-    cr_assert_eq(r.status, 200, "%ld %s", r.status, r.body);
-    json_t *j = json_incref(r.json);
-    resp_free(&r);
+    long status = 0;
+    json_t *j = dw_testemu_admin_get(emu, "/_admin/events", ADMIN, &status);
+    cr_assert(j, "GET /_admin/events: %ld", status);
     return j;
 }
 

@@ -304,6 +304,21 @@ const char *dw_testemu_resp_header(const dw_testemu_resp_t *r, const char *name,
     return out;
 }
 
+json_t *dw_testemu_admin_get(dw_testemu_t *emu, const char *path, const char *admin_secret,
+                             long *status)
+{
+    char auth[512];
+    snprintf(auth, sizeof(auth), "Authorization: Bearer %s", admin_secret);
+    const char *const headers[] = {auth, NULL};
+    dw_testemu_resp_t r;
+    dw_testemu_request(emu, &r, "GET", path, NULL, headers);
+    if (status)
+        *status = r.status;
+    json_t *j = r.status == 200 ? json_incref(r.json) : NULL;
+    dw_testemu_resp_free(&r);
+    return j;
+}
+
 int dw_testemu_request(dw_testemu_t *emu, dw_testemu_resp_t *r, const char *method,
                        const char *path, const char *body, const char *const *headers)
 {

@@ -67,6 +67,12 @@ int dw_testemu_token_fetch(dw_testemu_t *emu, char *errstr, size_t errstr_size);
 int dw_testemu_request(dw_testemu_t *emu, dw_testemu_resp_t *r, const char *method,
                        const char *path, const char *body, const char *const *headers);
 
+/* GET an admin endpoint of the emulator (path such as "/_admin/events") with the admin secret as
+ * bearer token. Returns its JSON body (new reference), or NULL when the status is not 200 or the
+ * body is not JSON; *status (may be NULL) gets the HTTP status. */
+json_t *dw_testemu_admin_get(dw_testemu_t *emu, const char *path, const char *admin_secret,
+                             long *status);
+
 /* Point c's body and header callbacks at r (for handles the test drives itself, e.g. through
  * the multi interface). r must outlive the transfer; json is not filled. */
 void dw_testemu_resp_capture(CURL *c, dw_testemu_resp_t *r);
