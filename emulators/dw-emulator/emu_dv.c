@@ -540,8 +540,8 @@ static bool dv_in(dv_t *d, json_t *body, bool create, json_t *store)
         case EMU_T_INTEGER:
             ok = json_is_integer(v);
             break;
-        case EMU_T_DECIMAL:
-            ok = json_is_number(v);
+        case EMU_T_DECIMAL: /* a number, or its string form (IEEE754Compatible=true) */
+            ok = json_is_number(v) || (json_is_string(v) && emu_odata_decimal_ok(json_string_value(v)));
             break;
         case EMU_T_BOOLEAN:
             ok = json_is_boolean(v);

@@ -446,3 +446,27 @@ bool emu_odata_datetime_ok(const char *s, bool date_only)
             return false;
     return l >= 16;
 }
+
+bool emu_odata_decimal_ok(const char *s)
+{
+    size_t digits = 0;
+    if (*s == '-' || *s == '+')
+        s++;
+    for (; isdigit((unsigned char)*s); s++)
+        digits++;
+    if (*s == '.')
+        for (s++; isdigit((unsigned char)*s); s++)
+            digits++;
+    if (digits == 0)
+        return false;
+    if (*s == 'e' || *s == 'E') {
+        s++;
+        if (*s == '-' || *s == '+')
+            s++;
+        if (!isdigit((unsigned char)*s))
+            return false;
+        while (isdigit((unsigned char)*s))
+            s++;
+    }
+    return *s == '\0';
+}

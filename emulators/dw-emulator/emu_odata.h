@@ -105,4 +105,8 @@ void emu_odata_url_encode(char *out, size_t size, const char *s);
  * (YYYY-MM-DDTHH:MM[:SS[.fff]](Z|+HH:MM|-HH:MM))? A lexical check only. */
 bool emu_odata_datetime_ok(const char *s, bool date_only);
 
+/* Is s an Edm.Decimal in its string form ([-+]digits[.digits][e[-+]digits]), as clients send
+ * decimals with Content-Type IEEE754Compatible=true? A lexical check only. */
+bool emu_odata_decimal_ok(const char *s);
+
 #endif
