@@ -14,17 +14,19 @@
  * customers_accounts map and its dependencies, and removes its topics, schemas and run rows at
  * the end. Numbers only, never a test.
  *
- *   build/bin/capture_bench [ROWS (default 1000000)] [EVENTS (default 2000)] [DV_ROWS (default 20000)]
+ *   build/bin/capture_bench [--sync-only] [ROWS (default 1000000)] [EVENTS (default 2000)] [DV_ROWS (default 20000)]
  */
 #include <arpa/inet.h>
 #include <dirent.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -106,6 +108,56 @@ static void stop(pid_t *pid)
         waitpid(*pid, NULL, 0);
         *pid = -1;
     }
+}
+
+/* CPU seconds (user + system) of one process from /proc/<pid>/stat; -1 when it is gone. */
+static double proc_cpu(pid_t pid)
+{
+    char path[64], buf[1024];
+    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return -1;
+    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    const char *p = strrchr(buf, ')');
+    unsigned long long ut = 0, st = 0;
+    /* after "pid (comm)": state ppid pgrp session tty tpgid flags minflt cminflt majflt cmajflt
+     * utime stime */
+    if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st) != 2)
+        return -1;
+    return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
+}
+
+/* CPU seconds of every process whose command line contains needle (the Kafka broker's java, the
+ * PostgreSQL server and its backends); the sum over processes alive now. */
+static double procs_cpu(const char *needle)
+{
+    double sum = 0;
+    DIR *d = opendir("/proc");
+    struct dirent *e;
+    while (d && (e = readdir(d))) {
+        char path[300], cmd[4096];
+        if (e->d_name[0] < '1' || e->d_name[0] > '9')
+            continue;
+        snprintf(path, sizeof(path), "/proc/%s/cmdline", e->d_name);
+        FILE *f = fopen(path, "r");
+        if (!f)
+            continue;
+        size_t n = fread(cmd, 1, sizeof(cmd) - 1, f);
+        fclose(f);
+        for (size_t i = 0; i < n; i++)
+            if (cmd[i] == '\0')
+                cmd[i] = ' ';
+        cmd[n] = '\0';
+        double c;
+        if (strstr(cmd, needle) && (c = proc_cpu((pid_t)atoi(e->d_name))) > 0)
+            sum += c;
+    }
+    if (d)
+        closedir(d);
+    return sum;
 }
 
 static size_t sink_cb(char *p, size_t s, size_t n, void *ud)
@@ -408,18 +460,27 @@ static void bench_initial_sync(const char *log, long rows)
     snprintf(recs, sizeof(recs), "CustomersV3=%ld", rows);
     const char *sargv[] = {"dw-emulator", "seed", "--system", "fo", "--pg", dsn, "--schema",
                            schema, "--records", recs, NULL};
+    int eport = free_port();
+    snprintf(listen, sizeof(listen), "127.0.0.1:%d", eport);
+    const char *eargv[] = {"dw-emulator", "--system", "fo", "--listen", listen, "--pg", dsn,
+                           "--schema", schema, NULL};
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d/data/", eport);
+    /* the emulator first creates the schema with its row-version triggers, so the seeded rows
+     * carry row versions as every F&O row does (@odata.etag W/"<n>", not 0) */
+    pid_t emu = spawn("dw-emulator", eargv, log);
+    if (emu < 0 || wait_http(url, 20)) {
+        printf("initial sync: the emulator did not start (see %s)\n", log);
+        stop(&emu);
+        return;
+    }
+    stop(&emu);
     double t0 = now();
     if (run_wait("dw-emulator", sargv, log) != 0) {
         printf("initial sync: seeding failed (see %s)\n", log);
         return;
     }
     double ts = now() - t0;
-    int eport = free_port();
-    snprintf(listen, sizeof(listen), "127.0.0.1:%d", eport);
-    const char *eargv[] = {"dw-emulator", "--system", "fo", "--listen", listen, "--pg", dsn,
-                           "--schema", schema, NULL};
-    pid_t emu = spawn("dw-emulator", eargv, log);
-    snprintf(url, sizeof(url), "http://127.0.0.1:%d/data/", eport);
+    emu = spawn("dw-emulator", eargv, log);
     if (emu < 0 || wait_http(url, 20)) {
         printf("initial sync: the emulator did not start (see %s)\n", log);
         stop(&emu);
@@ -432,31 +493,53 @@ static void bench_initial_sync(const char *log, long rows)
                            "-X", tok, "-X", "fo.client_id=dwfleet", "-X",
                            "fo.client_secret=dwfleet-local-secret", "-X", mapsx, "-X",
                            "topics.partitions=1", NULL};
+    /* CPU seconds of each process over the command: dwctl from its rusage, the emulator, the
+     * broker and PostgreSQL (all its processes: shared with anything else using it) from /proc */
+    double emu0 = proc_cpu(emu), kafka0 = procs_cpu("kafka.Kafka"), pg0 = procs_cpu("postgres");
     t0 = now();
-    int rc = run_wait("dwctl", dargv, log);
+    pid_t dw = spawn("dwctl", dargv, log);
+    int st = 0, rc = -1;
+    struct rusage ru;
+    memset(&ru, 0, sizeof(ru));
+    if (dw > 0 && wait4(dw, &st, 0, &ru) == dw)
+        rc = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
     double el = now() - t0;
+    double emu_cpu = proc_cpu(emu) - emu0, kafka_cpu = procs_cpu("kafka.Kafka") - kafka0,
+           pg_cpu = procs_cpu("postgres") - pg0;
+    double dw_cpu = (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec * 1e-6 +
+                    (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec * 1e-6;
     stop(&emu);
     if (rc != 0) {
         printf("initial sync: dwctl failed with %d (see %s)\n", rc, log);
         return;
     }
-    double rate = (double)rows / el;
+    double rate = (double)rows / el, per = 100000.0 / (double)rows;
     printf("initial sync fo        %8ld records %7.2f s  %9.0f records/s  goal >= %.0f: %s "
            "(seeding took %.1f s)\n",
            rows, el, rate, GOAL_SYNC, rate >= GOAL_SYNC ? "met" : "NOT met", ts);
+    printf("initial sync CPU s per 100,000 records: dwctl %.2f  dw-emulator %.2f  kafka %.2f  "
+           "postgresql %.2f (all of its processes)\n",
+           dw_cpu * per, emu_cpu * per, kafka_cpu * per, pg_cpu * per);
 }
 
 int main(int argc, char **argv)
 {
     int rc = dw_bench_std_args(argc, argv, "capture_bench",
-                               "[ROWS (default 1000000)] [EVENTS (default 2000)] "
+                               "[--sync-only] [ROWS (default 1000000)] [EVENTS (default 2000)] "
                                "[DV_ROWS (default 20000)]\n"
                                "Capture throughput emulator -> Kafka (F&O push, Dataverse pull) "
                                "and dwctl initial-sync of ROWS Customers V3 (goal >= 20,000/s).\n"
+                               "--sync-only: the initial sync alone. It prints the CPU seconds per "
+                               "100,000 records of dwctl, the emulator, the broker and PostgreSQL.\n"
                                "Needs DW_PG_DSN and DW_KAFKA_BOOTSTRAP; starts the emulators and "
                                "capture itself.\n");
     if (rc >= 0)
         return rc;
+    bool sync_only = argc > 1 && strcmp(argv[1], "--sync-only") == 0;
+    if (sync_only) {
+        argv++;
+        argc--;
+    }
     long rows = argc > 1 ? atol(argv[1]) : 1000000;
     long events = argc > 2 ? atol(argv[2]) : 2000;
     long dv_rows = argc > 3 ? atol(argv[3]) : 20000;
@@ -485,10 +568,12 @@ int main(int argc, char **argv)
     }
     printf("capture_bench (logs: %s)\n", log);
     fflush(stdout);
-    bench_fo_push(rk, log, events);
-    fflush(stdout);
-    bench_dv_pull(rk, log, dv_rows);
-    fflush(stdout);
+    if (!sync_only) {
+        bench_fo_push(rk, log, events);
+        fflush(stdout);
+        bench_dv_pull(rk, log, dv_rows);
+        fflush(stdout);
+    }
     bench_initial_sync(log, rows);
     cleanup(rk);
     rd_kafka_destroy(rk);

@@ -7,8 +7,9 @@
  *   OData v4 JSON/CSDL conventions (201 + Location on create, 204 on update/delete, enums as
  *     member names).
  * Errors use F&O's body shape {"error":{"code":"","message":...,"innererror":{...}}}.
- * Rows go in and out of PostgreSQL through jsonb_populate_record / to_jsonb: no value ever
- * enters SQL text; identifiers come from the metadata and are quoted.
+ * Rows go in and out of PostgreSQL through jsonb_populate_record / to_jsonb (collection pages
+ * without $filter: each column as text, written straight into the page, fo_page_text): no value
+ * ever enters SQL text; identifiers come from the metadata and are quoted.
  */
 #include "emu_fo.h"
 
@@ -440,8 +441,8 @@ static bool fo_in(fo_t *d, json_t *body, bool create, json_t *store)
         case EMU_T_INTEGER:
             ok = json_is_integer(v);
             break;
-        case EMU_T_DECIMAL:
-            ok = json_is_number(v);
+        case EMU_T_DECIMAL: /* a number, or its string form (IEEE754Compatible=true) */
+            ok = json_is_number(v) || (json_is_string(v) && emu_odata_decimal_ok(json_string_value(v)));
             break;
         case EMU_T_BOOLEAN:
             ok = json_is_boolean(v);
@@ -1109,6 +1110,300 @@ static bool page_cb(void *opaque, json_t *db)
     return false;
 }
 
+/* ---- a page without $filter: JSON text straight from the columns' text ------------------------
+ * A page of 10,000 rows went through to_jsonb (PostgreSQL sorting each row's keys), json_loads,
+ * the output form and json_dumps of the whole page. Without a filter nothing needs the rows as
+ * JSON values: PostgreSQL returns each column as text in one query (LIMIT page + 1, the keyset
+ * range or OFFSET as fo_scan) and the page text is written from it, the same members in the same
+ * order as fo_out (@odata.etag, then the columns or the $select list), the values in the form
+ * emu_fo_row_out gives them: enums as member names, datetimes YYYY-MM-DDTHH:MM:SSZ, decimals as
+ * PostgreSQL's numeric text (the exact value, where jansson printed 17 digits). */
+
+typedef struct {
+    char *p;
+    size_t n, cap;
+    bool fail;
+} fo_text_t;
+
+static void ft_put(fo_text_t *b, const char *s, size_t n)
+{
+    if (b->fail)
+        return;
+    if (b->n + n + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap : 65536;
+        while (cap < b->n + n + 1)
+            cap *= 2;
+        char *p = realloc(b->p, cap);
+        if (!p) {
+            b->fail = true;
+            return;
+        }
+        b->p = p;
+        b->cap = cap;
+    }
+    memcpy(b->p + b->n, s, n);
+    b->n += n;
+    b->p[b->n] = '\0';
+}
+
+#define FT_LIT(b, lit) ft_put(b, lit, sizeof(lit) - 1)
+
+/* A JSON string as jansson writes it (", \ and control characters escaped; UTF-8 as is). */
+static void ft_str(fo_text_t *b, const char *s, size_t n)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    size_t run = 0;
+    FT_LIT(b, "\"");
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c >= 0x20 && c != '"' && c != '\\')
+            continue;
+        ft_put(b, s + run, i - run);
+        run = i + 1;
+        switch (c) {
+        case '"':
+            FT_LIT(b, "\\\"");
+            break;
+        case '\\':
+            FT_LIT(b, "\\\\");
+            break;
+        case '\b':
+            FT_LIT(b, "\\b");
+            break;
+        case '\f':
+            FT_LIT(b, "\\f");
+            break;
+        case '\n':
+            FT_LIT(b, "\\n");
+            break;
+        case '\r':
+            FT_LIT(b, "\\r");
+            break;
+        case '\t':
+            FT_LIT(b, "\\t");
+            break;
+        default: {
+            char seq[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 0xf]};
+            ft_put(b, seq, 6);
+        }
+        }
+    }
+    ft_put(b, s + run, n - run);
+    FT_LIT(b, "\"");
+}
+
+/* A numeric's text as a JSON number when it is one (NaN, Infinity: a string). */
+static bool ft_is_number(const char *s)
+{
+    if (*s == '-')
+        s++;
+    return *s >= '0' && *s <= '9';
+}
+
+/* Column i of result row r as a JSON value in the output form. */
+static void ft_value(fo_text_t *b, const emu_table_t *t, const emu_col_t *c, PGresult *res, int r,
+                     int i)
+{
+    if (PQgetisnull(res, r, i)) {
+        FT_LIT(b, "null");
+        return;
+    }
+    const char *v = PQgetvalue(res, r, i);
+    size_t n = (size_t)PQgetlength(res, r, i);
+    switch (c->type) {
+    case EMU_T_INTEGER:
+        ft_put(b, v, n);
+        return;
+    case EMU_T_DECIMAL:
+        if (ft_is_number(v))
+            ft_put(b, v, n);
+        else
+            ft_str(b, v, n);
+        return;
+    case EMU_T_BOOLEAN:
+        if (v[0] == 't')
+            FT_LIT(b, "true");
+        else
+            FT_LIT(b, "false");
+        return;
+    case EMU_T_ENUM: {
+        const char *m = emu_fo_enum_member(t, c, strtoll(v, NULL, 10));
+        if (m)
+            ft_str(b, m, strlen(m));
+        else
+            ft_put(b, v, n);
+        return;
+    }
+    case EMU_T_DATETIME:
+        if (n >= 19) {
+            ft_put(b, "\"", 1);
+            ft_put(b, v, 19);
+            FT_LIT(b, "Z\"");
+            return;
+        }
+        ft_str(b, v, n);
+        return;
+    default:
+        ft_str(b, v, n);
+        return;
+    }
+}
+
+/* Column i of result row r as the JSON value to_jsonb gives it (new), for the $skiptoken. */
+static json_t *ft_keyval(const emu_col_t *c, PGresult *res, int r, int i)
+{
+    if (PQgetisnull(res, r, i))
+        return json_null();
+    const char *v = PQgetvalue(res, r, i);
+    switch (c->type) {
+    case EMU_T_INTEGER:
+    case EMU_T_ENUM:
+        return json_integer(strtoll(v, NULL, 10));
+    case EMU_T_DECIMAL:
+        if (!ft_is_number(v))
+            return json_string(v);
+        return strpbrk(v, ".eE") ? json_real(strtod(v, NULL)) : json_integer(strtoll(v, NULL, 10));
+    case EMU_T_BOOLEAN:
+        return json_boolean(v[0] == 't');
+    default:
+        return json_string(v);
+    }
+}
+
+/* The page of a collection request without $filter into out (text of the "value" array's
+ * members, without brackets); got/extra/last as page_cb fills them (last: the last row's key
+ * columns as to_jsonb gives them). False with d->resp filled on a database error. */
+static bool fo_page_text(fo_t *d, const emu_odata_query_t *q, long long sql_offset, json_t *after,
+                         fo_page_t *pg, fo_text_t *out)
+{
+    char errstr[512], sql[FO_SQL_MAX] = "", lim[32], off[32];
+    const emu_table_t *t = d->t;
+    bool company = emu_fo_company_specific(t) && !d->cross;
+    json_t *key = json_object_get(t->meta, "key");
+    size_t nk = json_array_size(key);
+    bool keyset = q->norderby == 0 && nk > 0;
+    enum { FO_MAXK = 16 };
+    char kbuf[FO_MAXK][512];
+    const char *p[3 + FO_MAXK] = {lim, off, d->ctx->fo_company};
+    int np = company ? 3 : 2;
+    const emu_col_t **cols = calloc(t->ncols ? t->ncols : 1, sizeof(*cols));
+    int *outcol = calloc(t->ncols + q->nselect + 1, sizeof(*outcol)); /* result columns to write */
+    size_t ncols = 0, nout = 0;
+    PGresult *res = NULL;
+    bool ok = false;
+    if (!cols || !outcol) {
+        emu_fo_error(d->resp, 500, FO_T_ODATA, "Out of memory.");
+        goto out;
+    }
+    if (nk > FO_MAXK) {
+        emu_fo_error(d->resp, 500, FO_T_ODATA, "Too many key fields on '%s'.", t->name);
+        goto out;
+    }
+    /* column 0: the row version; then every column that was not dropped */
+    sqlf(sql, "SELECT x.\"" EMU_FO_ROWVERSION "\"::text");
+    for (size_t i = 0; i < t->ncols; i++) {
+        const emu_col_t *c = &t->cols[i];
+        if (c->dropped)
+            continue;
+        if (c->type == EMU_T_DATE || c->type == EMU_T_DATETIME)
+            sqlf(sql, ", to_jsonb(x.\"%s\") #>> '{}'", c->name);
+        else
+            sqlf(sql, ", x.\"%s\"::text", c->name);
+        cols[ncols++] = c;
+    }
+    if (!q->nselect) {
+        for (size_t i = 0; i < ncols; i++)
+            outcol[nout++] = (int)i + 1;
+    } else {
+        for (size_t s = 0; s < q->nselect; s++) {
+            for (size_t i = 0; i < ncols; i++) {
+                if (strcmp(cols[i]->name, q->select[s]) != 0)
+                    continue;
+                bool dup = false;
+                for (size_t j = 0; j < nout && !dup; j++)
+                    dup = outcol[j] == (int)i + 1;
+                if (!dup)
+                    outcol[nout++] = (int)i + 1;
+                break;
+            }
+        }
+    }
+    sqlf(sql, " FROM %s x WHERE true", t->qname);
+    if (company)
+        sqlf(sql, " AND x.\"dataAreaId\" = $3");
+    if (keyset && after) {
+        sqlf(sql, " AND (");
+        for (size_t i = 0; i < nk; i++)
+            sqlf(sql, "%sx.\"%s\"", i ? ", " : "", json_string_value(json_array_get(key, i)));
+        sqlf(sql, ") > (");
+        for (size_t i = 0; i < nk; i++) {
+            fo_keyval_text(json_array_get(after, i), kbuf[i], sizeof(kbuf[i]));
+            p[np++] = kbuf[i];
+            sqlf(sql, "%s$%d", i ? ", " : "", np);
+        }
+        sqlf(sql, ")");
+    }
+    sqlf(sql, " ORDER BY ");
+    for (size_t i = 0; i < q->norderby; i++)
+        sqlf(sql, "x.\"%s\" %s, ", q->orderby[i].col,
+             q->orderby[i].desc ? "DESC NULLS LAST" : "ASC NULLS FIRST");
+    for (size_t i = 0; i < nk; i++)
+        sqlf(sql, "%sx.\"%s\"", i ? ", " : "", json_string_value(json_array_get(key, i)));
+    sqlf(sql, " LIMIT $1 OFFSET $2");
+    snprintf(lim, sizeof(lim), "%lld", pg->page + 1);
+    snprintf(off, sizeof(off), "%lld", sql_offset); /* a client's own $skip */
+    dw_err_t err = dw_pg_exec(d->pg, sql, np, p, &res, errstr, sizeof(errstr));
+    if (err) {
+        fo_pg_error(d, err, errstr);
+        goto out;
+    }
+    int nt = PQntuples(res);
+    for (int r = 0; r < nt; r++) {
+        if (pg->got == pg->page) {
+            pg->extra = 1;
+            break;
+        }
+        if (pg->got)
+            FT_LIT(out, ",");
+        FT_LIT(out, "{\"@odata.etag\":\"W/\\\"");
+        if (PQgetisnull(res, r, 0))
+            FT_LIT(out, "0");
+        else
+            ft_put(out, PQgetvalue(res, r, 0), (size_t)PQgetlength(res, r, 0));
+        FT_LIT(out, "\\\"\"");
+        for (size_t o = 0; o < nout; o++) {
+            const emu_col_t *c = cols[outcol[o] - 1];
+            FT_LIT(out, ",");
+            ft_str(out, c->name, strlen(c->name));
+            FT_LIT(out, ":");
+            ft_value(out, t, c, res, r, outcol[o]);
+        }
+        FT_LIT(out, "}");
+        pg->got++;
+    }
+    /* the last row's key values, for the nextLink's $skiptoken */
+    if (pg->got && nk) {
+        json_t *last = json_object();
+        for (size_t i = 0; i < ncols && last; i++)
+            for (size_t k = 0; k < nk; k++)
+                if (strcmp(cols[i]->name, json_string_value(json_array_get(key, k))) == 0)
+                    json_object_set_new(last, cols[i]->name,
+                                        ft_keyval(cols[i], res, (int)pg->got - 1, (int)i + 1));
+        json_decref(pg->last);
+        pg->last = last;
+    }
+    if (out->fail) {
+        emu_fo_error(d->resp, 500, FO_T_ODATA, "Out of memory.");
+        goto out;
+    }
+    ok = true;
+out:
+    PQclear(res);
+    free(cols);
+    free(outcol);
+    return ok;
+}
+
 /* The number of matching rows: count(*) in SQL without a filter, a scan with one. */
 static bool fo_count(fo_t *d, const emu_odata_query_t *q, const dw_filter_t *f, long long *count)
 {
@@ -1142,6 +1437,7 @@ static void fo_collection(fo_t *d, const emu_odata_query_t *q, bool count_only)
 {
     dw_filter_t *f = NULL;
     json_t *after = NULL;
+    fo_text_t text = {0};
     fo_page_t pg;
     memset(&pg, 0, sizeof(pg));
     pg.d = d;
@@ -1175,14 +1471,30 @@ static void fo_collection(fo_t *d, const emu_odata_query_t *q, bool count_only)
     /* without a filter, $skip goes to SQL; with one, skipped rows must be matched first */
     long long sql_offset = f ? 0 : q->skip;
     pg.skip_left = f ? q->skip : 0;
-    if (pg.page > 0 && !fo_scan(d, q, f, sql_offset, after, page_cb, &pg))
-        goto out;
     char ctxs[1024];
     emu_service_context(d->ctx, d->t, q, "", ctxs, sizeof(ctxs));
-    json_t *o = json_pack("{s:s}", "@odata.context", ctxs);
-    if (q->count)
-        json_object_set_new(o, "@odata.count", json_integer(pg.count));
-    json_object_set(o, "value", pg.value);
+    if (!f) {
+        /* no filter: the page's text is written from the columns (fo_page_text) */
+        FT_LIT(&text, "{\"@odata.context\":");
+        ft_str(&text, ctxs, strlen(ctxs));
+        if (q->count) {
+            char num[48];
+            ft_put(&text, num, (size_t)snprintf(num, sizeof(num), ",\"@odata.count\":%lld", pg.count));
+        }
+        FT_LIT(&text, ",\"value\":[");
+        if (pg.page > 0 && !fo_page_text(d, q, sql_offset, after, &pg, &text))
+            goto out;
+        FT_LIT(&text, "]");
+    } else if (pg.page > 0 && !fo_scan(d, q, f, sql_offset, after, page_cb, &pg)) {
+        goto out;
+    }
+    json_t *o = NULL;
+    if (f) {
+        o = json_pack("{s:s}", "@odata.context", ctxs);
+        if (q->count)
+            json_object_set_new(o, "@odata.count", json_integer(pg.count));
+        json_object_set(o, "value", pg.value);
+    }
     if (pg.extra && (q->top < 0 || pg.got < q->top)) {
         char link[8192], token[FO_TOKEN_MAX + 1];
         json_t *kv = q->norderby == 0 && pg.last ? fo_row_keyvals(d->t, pg.last) : NULL;
@@ -1190,15 +1502,30 @@ static void fo_collection(fo_t *d, const emu_odata_query_t *q, bool count_only)
         json_decref(kv);
         fo_next_link(d, keyset ? token : NULL, q->skip + pg.got, q->top >= 0 ? q->top - pg.got : -1,
                      link, sizeof(link));
-        json_object_set_new(o, "@odata.nextLink", json_string(link));
+        if (o) {
+            json_object_set_new(o, "@odata.nextLink", json_string(link));
+        } else {
+            FT_LIT(&text, ",\"@odata.nextLink\":");
+            ft_str(&text, link, strlen(link));
+        }
     }
-    emu_resp_json(d->resp, 200, o);
+    if (o) {
+        emu_resp_json(d->resp, 200, o);
+    } else {
+        FT_LIT(&text, "}");
+        if (text.fail) {
+            emu_fo_error(d->resp, 500, FO_T_ODATA, "Out of memory.");
+            goto out;
+        }
+        emu_resp_raw(d->resp, 200, "application/json; odata.metadata=minimal", text.p, text.n);
+    }
     if (pref > 0) {
         char pa[64];
         snprintf(pa, sizeof(pa), "odata.maxpagesize=%lld", pref < maxp ? (long long)pref : maxp);
         emu_resp_header(d->resp, "Preference-Applied", pa);
     }
 out:
+    free(text.p);
     json_decref(pg.value);
     json_decref(pg.last);
     json_decref(after);

@@ -232,8 +232,22 @@ Test(initial_sync_fo, every_record_once_then_company_filter_then_resume)
     }
     cr_assert_lt(in_company, (size_t)FO_ROWS, "the seed should spread rows over companies");
     size_t base = rs.n;
-    dw_testkafka_close(&rs);
+    /* pages are read ahead and acknowledged in a pipeline: the records still arrive in the
+     * source's order (key order, one partition) */
     PGconn *pc = PQconnectdb(getenv("DW_PG_DSN"));
+    char sql[256];
+    snprintf(sql, sizeof(sql), "SELECT \"dataAreaId\", \"CustomerAccount\" FROM \"%s\".\"CustomerV3\""
+             " ORDER BY 1, 2", dw_testemu_schema(emu));
+    PGresult *ord = PQexec(pc, sql);
+    cr_assert_eq(PQntuples(ord), FO_ROWS, "%s", PQerrorMessage(pc));
+    for (size_t i = 0; i < rs.n; i++) {
+        json_t *d = json_object_get(rs.r[i].ev, "data");
+        cr_assert_str_eq(json_string_value(json_object_get(d, "CustomerAccount")),
+                         PQgetvalue(ord, (int)i, 1), "record %zu out of order", i);
+        cr_assert_str_eq(json_string_value(json_object_get(d, "dataAreaId")),
+                         PQgetvalue(ord, (int)i, 0), "record %zu out of order", i);
+    }
+    dw_testkafka_close(&rs);
     const char *p1[1] = {run};
     PGresult *res = PQexecParams(pc, "SELECT status, pages, records, position IS NULL FROM"
                                      " dw_initial_sync WHERE run_id = $1",
@@ -275,6 +289,19 @@ Test(initial_sync_fo, every_record_once_then_company_filter_then_resume)
     cr_assert_str_eq(PQgetvalue(res, 0, 1), "2");
     cr_assert_str_eq(PQgetvalue(res, 0, 2), "800");
     PQclear(res);
+    /* nothing was produced past the pages allowed (the reader read ahead, but only those): the
+     * first 800 records in order, and the stored position is the third page */
+    recs_read(&rs, map, "fo", base + 800, 20000);
+    cr_assert_eq(rs.n, base + 800, "%zu records after the stopped run", rs.n);
+    for (size_t i = base; i < rs.n; i++)
+        cr_assert_str_eq(json_string_value(json_object_get(json_object_get(rs.r[i].ev, "data"),
+                                                           "CustomerAccount")),
+                         PQgetvalue(ord, (int)(i - base), 1), "record %zu out of order", i);
+    dw_testkafka_close(&rs);
+    res = PQexecParams(pc, "SELECT position FROM dw_initial_sync WHERE run_id = $1", 1, NULL, p1,
+                       NULL, NULL, 0);
+    cr_assert(strstr(PQgetvalue(res, 0, 0), "$skiptoken="), "%s", PQgetvalue(res, 0, 0));
+    PQclear(res);
     const char *a4[] = {"--resume", run, "--json", NULL};
     r = dwctl(a4);
     cr_assert_eq(r->status, 0, "%s\n%s", r->out, r->err);
@@ -289,6 +316,7 @@ Test(initial_sync_fo, every_record_once_then_company_filter_then_resume)
     cr_assert_str_eq(PQgetvalue(res, 0, 0), "done");
     cr_assert_eq(atoi(PQgetvalue(res, 0, 1)), FO_ROWS);
     PQclear(res);
+    PQclear(ord);
     PQfinish(pc);
     /* a finished run resumed again publishes nothing */
     r = dwctl(a4);
