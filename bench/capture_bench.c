@@ -14,20 +14,16 @@
  * customers_accounts map and its dependencies, and removes its topics, schemas and run rows at
  * the end. Numbers only, never a test.
  *
- *   build/bin/capture_bench [--sync-only] [ROWS (default 1000000)] [EVENTS (default 2000)] [DV_ROWS (default 20000)]
+ *   build/bin/capture_bench [--sync-only] [ROWS (default 1000000)] [EVENTS (default 2000)] [DV_ROWS
+ * (default 20000)]
  */
-#include <arpa/inet.h>
 #include <dirent.h>
-#include <fcntl.h>
-#include <netinet/in.h>
 #include <signal.h>
 #include <stdbool.h>
-#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -49,68 +45,12 @@
 
 #define GOAL_SYNC 20000.0
 
-extern char **environ;
 
-static const char *const maps[] = {"customers_accounts", "currencies", "customer_groups",
-                                   "legal_entities", "payment_terms", NULL};
+static const char *const maps[] = {"customers_accounts", "currencies",    "customer_groups",
+                                   "legal_entities",     "payment_terms", NULL};
 static char suffix[32], maps_dir[256], mapsx[300];
 static const char *dsn, *boot;
 
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-static int free_port(void)
-{
-    int s = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a;
-    memset(&a, 0, sizeof(a));
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    bind(s, (struct sockaddr *)&a, sizeof(a));
-    socklen_t l = sizeof(a);
-    getsockname(s, (struct sockaddr *)&a, &l);
-    close(s);
-    return ntohs(a.sin_port);
-}
-
-static pid_t spawn(const char *bin, const char *const *argv, const char *log)
-{
-    char path[512];
-    pid_t pid = -1;
-    snprintf(path, sizeof(path), DW_BIN_DIR "/%s", bin);
-    posix_spawn_file_actions_t fa;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_addopen(&fa, 1, log, O_WRONLY | O_CREAT | O_APPEND, 0644);
-    posix_spawn_file_actions_adddup2(&fa, 1, 2);
-    if (posix_spawn(&pid, path, &fa, NULL, (char *const *)argv, environ) != 0)
-        pid = -1;
-    posix_spawn_file_actions_destroy(&fa);
-    return pid;
-}
-
-static int run_wait(const char *bin, const char *const *argv, const char *log)
-{
-    pid_t pid = spawn(bin, argv, log);
-    int st = 0;
-    if (pid < 0 || waitpid(pid, &st, 0) < 0)
-        return -1;
-    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-}
-
-static void stop(pid_t *pid)
-{
-    if (*pid > 0) {
-        kill(*pid, SIGTERM);
-        waitpid(*pid, NULL, 0);
-        *pid = -1;
-    }
-}
-
-/* CPU seconds (user + system) of one process from /proc/<pid>/stat; -1 when it is gone. */
 static double proc_cpu(pid_t pid)
 {
     char path[64], buf[1024];
@@ -158,84 +98,6 @@ static double procs_cpu(const char *needle)
     if (d)
         closedir(d);
     return sum;
-}
-
-static size_t sink_cb(char *p, size_t s, size_t n, void *ud)
-{
-    (void)p;
-    (void)ud;
-    return s * n;
-}
-
-static size_t buf_cb(char *p, size_t s, size_t n, void *ud)
-{
-    char *b = ud;
-    size_t l = strlen(b), k = s * n;
-    if (l + k < 8191) {
-        memcpy(b + l, p, k);
-        b[l + k] = '\0';
-    }
-    return k;
-}
-
-/* One request on c (kept alive); returns the status; body into out (8 KiB) when not NULL. */
-static long http(CURL *c, const char *method, const char *url, const char *body,
-                 const char *token, char *out)
-{
-    struct curl_slist *h = NULL;
-    char auth[4200];
-    if (token) {
-        snprintf(auth, sizeof(auth), "Authorization: Bearer %s", token);
-        h = curl_slist_append(h, auth);
-    }
-    if (body)
-        h = curl_slist_append(h, strncmp(body, "client_id", 9) == 0
-                                     ? "Content-Type: application/x-www-form-urlencoded"
-                                     : "Content-Type: application/json");
-    h = curl_slist_append(h, "Expect:");
-    if (out)
-        out[0] = '\0';
-    curl_easy_setopt(c, CURLOPT_URL, url);
-    curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
-    curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, out ? buf_cb : sink_cb);
-    curl_easy_setopt(c, CURLOPT_WRITEDATA, out);
-    curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
-    curl_easy_setopt(c, CURLOPT_TIMEOUT, 30L);
-    long st = 0;
-    if (curl_easy_perform(c) == CURLE_OK)
-        curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &st);
-    curl_slist_free_all(h);
-    return st;
-}
-
-static int wait_http(const char *url, double timeout_s)
-{
-    CURL *c = curl_easy_init();
-    double t0 = now();
-    long st = 0;
-    while (now() - t0 < timeout_s && !(st = http(c, "GET", url, NULL, NULL, NULL)))
-        usleep(50000);
-    curl_easy_cleanup(c);
-    return st ? 0 : -1;
-}
-
-static int token_of(int port, char *token, size_t size)
-{
-    char url[128], out[8192];
-    CURL *c = curl_easy_init();
-    snprintf(url, sizeof(url), "http://127.0.0.1:%d/b/oauth2/v2.0/token", port);
-    long st = http(c, "POST", url,
-                   "client_id=dwfleet&client_secret=dwfleet-local-secret&grant_type="
-                   "client_credentials&scope=https%3A%2F%2Fx.example%2F.default",
-                   NULL, out);
-    curl_easy_cleanup(c);
-    json_t *j = json_loads(out, 0, NULL);
-    const char *t = json_string_value(json_object_get(j, "access_token"));
-    int rc = st == 200 && t ? 0 : -1;
-    snprintf(token, size, "%s", t ? t : "");
-    json_decref(j);
-    return rc;
 }
 
 static void make_maps(void)
@@ -291,9 +153,9 @@ static long long topic_count(rd_kafka_t *rk, const char *src)
 
 static int wait_count(rd_kafka_t *rk, const char *src, long long n, double timeout_s)
 {
-    double t0 = now();
+    double t0 = dw_bench_now();
     while (topic_count(rk, src) < n) {
-        if (now() - t0 > timeout_s)
+        if (dw_bench_now() - t0 > timeout_s)
             return -1;
         usleep(100000);
     }
@@ -326,8 +188,8 @@ static void cleanup(rd_kafka_t *rk)
         snprintf(like, sizeof(like), "%%_%s", suffix);
         const char *p[1] = {like};
         PQclear(PQexec(pc, "SET client_min_messages TO warning"));
-        PQclear(PQexecParams(pc, "DELETE FROM dw_initial_sync WHERE map LIKE $1", 1, NULL, p,
-                             NULL, NULL, 0));
+        PQclear(PQexecParams(pc, "DELETE FROM dw_initial_sync WHERE map LIKE $1", 1, NULL, p, NULL,
+                             NULL, 0));
         PQclear(PQexecParams(pc, "DELETE FROM dw_record_ids WHERE map LIKE $1", 1, NULL, p, NULL,
                              NULL, 0));
         PQclear(PQexecParams(pc, "DELETE FROM dw_checkpoint WHERE map LIKE $1", 1, NULL, p, NULL,
@@ -356,31 +218,44 @@ static void bench_fo_push(rd_kafka_t *rk, const char *log, long events)
 {
     char schema[64], listen[64], endpoint[160], caplisten[80], url[256], token[4096];
     snprintf(schema, sizeof(schema), "bench_fo_%s", suffix);
-    int eport = free_port(), cport = free_port();
+    int eport = dw_bench_free_port(), cport = dw_bench_free_port();
     snprintf(listen, sizeof(listen), "127.0.0.1:%d", eport);
     snprintf(endpoint, sizeof(endpoint), "emulator.fo.event_endpoints=http://127.0.0.1:%d/events",
              cport);
-    const char *eargv[] = {"dw-emulator", "--system", "fo", "--listen", listen, "--pg", dsn,
-                           "--schema", schema, "-X", endpoint, "-X",
-                           "emulator.fo.event_auth_header=Authorization: Bearer bench", "-X",
-                           "emulator.fo.event_retry_initial_ms=50", "-X",
-                           "emulator.fo.event_retry_max_ms=100", NULL};
-    pid_t emu = spawn("dw-emulator", eargv, log), cap = -1;
+    const char *eargv[] = {"dw-emulator",
+                           "--system",
+                           "fo",
+                           "--listen",
+                           listen,
+                           "--pg",
+                           dsn,
+                           "--schema",
+                           schema,
+                           "-X",
+                           endpoint,
+                           "-X",
+                           "emulator.fo.event_auth_header=Authorization: Bearer bench",
+                           "-X",
+                           "emulator.fo.event_retry_initial_ms=50",
+                           "-X",
+                           "emulator.fo.event_retry_max_ms=100",
+                           NULL};
+    pid_t emu = dw_bench_spawn(DW_BIN_DIR, "dw-emulator", eargv, log), cap = -1;
     snprintf(url, sizeof(url), "http://127.0.0.1:%d/data/", eport);
-    if (emu < 0 || wait_http(url, 20) || token_of(eport, token, sizeof(token))) {
+    if (emu < 0 || dw_bench_wait_http(url, 20) || dw_bench_token(eport, token, sizeof(token))) {
         printf("fo push: the emulator did not start (see %s)\n", log);
         goto out;
     }
     CURL *c = curl_easy_init();
     snprintf(url, sizeof(url), "http://127.0.0.1:%d/data/CustomersV3", eport);
-    double t0 = now();
+    double t0 = dw_bench_now();
     for (long i = 0; i < events; i++) {
         char body[256];
         snprintf(body, sizeof(body),
                  "{\"CustomerAccount\":\"B-%06ld\",\"PartyType\":\"Organization\","
                  "\"CustomerGroupId\":\"10\",\"SalesCurrencyCode\":\"USD\"}",
                  i);
-        long st = http(c, "POST", url, body, token, NULL);
+        long st = dw_bench_http(c, "POST", url, body, token, NULL);
         if (st != 201) {
             printf("fo push: write %ld failed with %ld\n", i, st);
             curl_easy_cleanup(c);
@@ -388,23 +263,33 @@ static void bench_fo_push(rd_kafka_t *rk, const char *log, long events)
         }
     }
     curl_easy_cleanup(c);
-    double tw = now() - t0;
+    double tw = dw_bench_now() - t0;
     snprintf(caplisten, sizeof(caplisten), "capture.listen=127.0.0.1:%d", cport);
-    const char *cargv[] = {"dw-capture", "--system", "fo", "-X", caplisten, "-X", mapsx, "-X",
-                           "capture.fo_secret=bench", "-X", "topics.partitions=1", NULL};
-    t0 = now();
-    cap = spawn("dw-capture", cargv, log);
+    const char *cargv[] = {"dw-capture",
+                           "--system",
+                           "fo",
+                           "-X",
+                           caplisten,
+                           "-X",
+                           mapsx,
+                           "-X",
+                           "capture.fo_secret=bench",
+                           "-X",
+                           "topics.partitions=1",
+                           NULL};
+    t0 = dw_bench_now();
+    cap = dw_bench_spawn(DW_BIN_DIR, "dw-capture", cargv, log);
     if (cap < 0 || wait_count(rk, "fo", events, 600)) {
         printf("fo push: not every event arrived (see %s)\n", log);
         goto out;
     }
-    double el = now() - t0;
+    double el = dw_bench_now() - t0;
     printf("capture fo (push)      %8ld events  %7.2f s  %9.0f events/s  (outbox filled by %ld "
            "OData creates at %.0f/s; capture start included)\n",
            events, el, (double)events / el, events, (double)events / tw);
 out:
-    stop(&cap);
-    stop(&emu);
+    dw_bench_stop(&cap, NULL);
+    dw_bench_stop(&emu, NULL);
 }
 
 /* 2. Dataverse change tracking: a seeded table read by capture. */
@@ -413,43 +298,59 @@ static void bench_dv_pull(rd_kafka_t *rk, const char *log, long rows)
     char schema[64], listen[64], url[256], recs[64], dvurl[128], tok[160], comp[128];
     snprintf(schema, sizeof(schema), "bench_dv_%s", suffix);
     snprintf(recs, sizeof(recs), "accounts=%ld", rows);
-    const char *sargv[] = {"dw-emulator", "seed", "--system", "dv", "--pg", dsn, "--schema",
-                           schema, "--records", recs, NULL};
+    const char *sargv[] = {"dw-emulator", "seed", "--system",  "dv", "--pg", dsn,
+                           "--schema",    schema, "--records", recs, NULL};
     pid_t emu = -1, cap = -1;
-    if (run_wait("dw-emulator", sargv, log) != 0) {
+    if (dw_bench_run_wait(DW_BIN_DIR, "dw-emulator", sargv, log) != 0) {
         printf("dv pull: seeding failed (see %s)\n", log);
         return;
     }
-    int eport = free_port();
+    int eport = dw_bench_free_port();
     snprintf(listen, sizeof(listen), "127.0.0.1:%d", eport);
-    const char *eargv[] = {"dw-emulator", "--system", "dv", "--listen", listen, "--pg", dsn,
-                           "--schema", schema, NULL};
-    emu = spawn("dw-emulator", eargv, log);
+    const char *eargv[] = {"dw-emulator", "--system", "dv",       "--listen", listen,
+                           "--pg",        dsn,        "--schema", schema,     NULL};
+    emu = dw_bench_spawn(DW_BIN_DIR, "dw-emulator", eargv, log);
     snprintf(url, sizeof(url), "http://127.0.0.1:%d/api/data/v9.2/", eport);
-    if (emu < 0 || wait_http(url, 20)) {
+    if (emu < 0 || dw_bench_wait_http(url, 20)) {
         printf("dv pull: the emulator did not start (see %s)\n", log);
         goto out;
     }
     snprintf(dvurl, sizeof(dvurl), "dv.url=http://127.0.0.1:%d", eport);
     snprintf(tok, sizeof(tok), "dv.token_url=http://127.0.0.1:%d/b/oauth2/v2.0/token", eport);
     snprintf(comp, sizeof(comp), "capture.maps=customers_accounts_%s", suffix);
-    const char *cargv[] = {"dw-capture", "--system", "dv", "-X", dvurl, "-X", tok, "-X",
-                           "dv.client_id=dwfleet", "-X", "dv.client_secret=dwfleet-local-secret",
-                           "-X", mapsx, "-X", comp, "-X", "topics.partitions=1", "-X",
-                           "capture.request_budget_per_min=0", NULL};
-    double t0 = now();
-    cap = spawn("dw-capture", cargv, log);
+    const char *cargv[] = {"dw-capture",
+                           "--system",
+                           "dv",
+                           "-X",
+                           dvurl,
+                           "-X",
+                           tok,
+                           "-X",
+                           "dv.client_id=dwfleet",
+                           "-X",
+                           "dv.client_secret=dwfleet-local-secret",
+                           "-X",
+                           mapsx,
+                           "-X",
+                           comp,
+                           "-X",
+                           "topics.partitions=1",
+                           "-X",
+                           "capture.request_budget_per_min=0",
+                           NULL};
+    double t0 = dw_bench_now();
+    cap = dw_bench_spawn(DW_BIN_DIR, "dw-capture", cargv, log);
     if (cap < 0 || wait_count(rk, "dv", rows, 600)) {
         printf("dv pull: not every row arrived (see %s)\n", log);
         goto out;
     }
-    double el = now() - t0;
+    double el = dw_bench_now() - t0;
     printf("capture dv (pull)      %8ld records %7.2f s  %9.0f records/s (snapshot round, "
            "lookups resolved; capture start included)\n",
            rows, el, (double)rows / el);
 out:
-    stop(&cap);
-    stop(&emu);
+    dw_bench_stop(&cap, NULL);
+    dw_bench_stop(&emu, NULL);
 }
 
 /* 3. dwctl initial-sync of a seeded Customers V3 table. */
@@ -458,57 +359,63 @@ static void bench_initial_sync(const char *log, long rows)
     char schema[64], listen[64], url[256], recs[64], fourl[128], tok[160], map[128];
     snprintf(schema, sizeof(schema), "bench_fo_%s", suffix);
     snprintf(recs, sizeof(recs), "CustomersV3=%ld", rows);
-    const char *sargv[] = {"dw-emulator", "seed", "--system", "fo", "--pg", dsn, "--schema",
-                           schema, "--records", recs, NULL};
-    int eport = free_port();
+    const char *sargv[] = {"dw-emulator", "seed", "--system",  "fo", "--pg", dsn,
+                           "--schema",    schema, "--records", recs, NULL};
+    int eport = dw_bench_free_port();
     snprintf(listen, sizeof(listen), "127.0.0.1:%d", eport);
-    const char *eargv[] = {"dw-emulator", "--system", "fo", "--listen", listen, "--pg", dsn,
-                           "--schema", schema, NULL};
+    const char *eargv[] = {"dw-emulator", "--system", "fo",       "--listen", listen,
+                           "--pg",        dsn,        "--schema", schema,     NULL};
     snprintf(url, sizeof(url), "http://127.0.0.1:%d/data/", eport);
     /* the emulator first creates the schema with its row-version triggers, so the seeded rows
      * carry row versions as every F&O row does (@odata.etag W/"<n>", not 0) */
-    pid_t emu = spawn("dw-emulator", eargv, log);
-    if (emu < 0 || wait_http(url, 20)) {
+    pid_t emu = dw_bench_spawn(DW_BIN_DIR, "dw-emulator", eargv, log);
+    if (emu < 0 || dw_bench_wait_http(url, 20)) {
         printf("initial sync: the emulator did not start (see %s)\n", log);
-        stop(&emu);
+        dw_bench_stop(&emu, NULL);
         return;
     }
-    stop(&emu);
-    double t0 = now();
-    if (run_wait("dw-emulator", sargv, log) != 0) {
+    dw_bench_stop(&emu, NULL);
+    double t0 = dw_bench_now();
+    if (dw_bench_run_wait(DW_BIN_DIR, "dw-emulator", sargv, log) != 0) {
         printf("initial sync: seeding failed (see %s)\n", log);
         return;
     }
-    double ts = now() - t0;
-    emu = spawn("dw-emulator", eargv, log);
-    if (emu < 0 || wait_http(url, 20)) {
+    double ts = dw_bench_now() - t0;
+    emu = dw_bench_spawn(DW_BIN_DIR, "dw-emulator", eargv, log);
+    if (emu < 0 || dw_bench_wait_http(url, 20)) {
         printf("initial sync: the emulator did not start (see %s)\n", log);
-        stop(&emu);
+        dw_bench_stop(&emu, NULL);
         return;
     }
     snprintf(fourl, sizeof(fourl), "fo.url=http://127.0.0.1:%d", eport);
     snprintf(tok, sizeof(tok), "fo.token_url=http://127.0.0.1:%d/b/oauth2/v2.0/token", eport);
     snprintf(map, sizeof(map), "customers_accounts_%s", suffix);
-    const char *dargv[] = {"dwctl", "initial-sync", "--map", map, "--from", "fo", "-X", fourl,
-                           "-X", tok, "-X", "fo.client_id=dwfleet", "-X",
-                           "fo.client_secret=dwfleet-local-secret", "-X", mapsx, "-X",
-                           "topics.partitions=1", NULL};
+    const char *dargv[] = {"dwctl",  "initial-sync",
+                           "--map",  map,
+                           "--from", "fo",
+                           "-X",     fourl,
+                           "-X",     tok,
+                           "-X",     "fo.client_id=dwfleet",
+                           "-X",     "fo.client_secret=dwfleet-local-secret",
+                           "-X",     mapsx,
+                           "-X",     "topics.partitions=1",
+                           NULL};
     /* CPU seconds of each process over the command: dwctl from its rusage, the emulator, the
      * broker and PostgreSQL (all its processes: shared with anything else using it) from /proc */
     double emu0 = proc_cpu(emu), kafka0 = procs_cpu("kafka.Kafka"), pg0 = procs_cpu("postgres");
-    t0 = now();
-    pid_t dw = spawn("dwctl", dargv, log);
+    t0 = dw_bench_now();
+    pid_t dw = dw_bench_spawn(DW_BIN_DIR, "dwctl", dargv, log);
     int st = 0, rc = -1;
     struct rusage ru;
     memset(&ru, 0, sizeof(ru));
     if (dw > 0 && wait4(dw, &st, 0, &ru) == dw)
         rc = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-    double el = now() - t0;
+    double el = dw_bench_now() - t0;
     double emu_cpu = proc_cpu(emu) - emu0, kafka_cpu = procs_cpu("kafka.Kafka") - kafka0,
            pg_cpu = procs_cpu("postgres") - pg0;
     double dw_cpu = (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec * 1e-6 +
                     (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec * 1e-6;
-    stop(&emu);
+    dw_bench_stop(&emu, NULL);
     if (rc != 0) {
         printf("initial sync: dwctl failed with %d (see %s)\n", rc, log);
         return;
@@ -524,15 +431,16 @@ static void bench_initial_sync(const char *log, long rows)
 
 int main(int argc, char **argv)
 {
-    int rc = dw_bench_std_args(argc, argv, "capture_bench",
-                               "[--sync-only] [ROWS (default 1000000)] [EVENTS (default 2000)] "
-                               "[DV_ROWS (default 20000)]\n"
-                               "Capture throughput emulator -> Kafka (F&O push, Dataverse pull) "
-                               "and dwctl initial-sync of ROWS Customers V3 (goal >= 20,000/s).\n"
-                               "--sync-only: the initial sync alone. It prints the CPU seconds per "
-                               "100,000 records of dwctl, the emulator, the broker and PostgreSQL.\n"
-                               "Needs DW_PG_DSN and DW_KAFKA_BOOTSTRAP; starts the emulators and "
-                               "capture itself.\n");
+    int rc =
+        dw_bench_std_args(argc, argv, "capture_bench",
+                          "[--sync-only] [ROWS (default 1000000)] [EVENTS (default 2000)] "
+                          "[DV_ROWS (default 20000)]\n"
+                          "Capture throughput emulator -> Kafka (F&O push, Dataverse pull) "
+                          "and dwctl initial-sync of ROWS Customers V3 (goal >= 20,000/s).\n"
+                          "--sync-only: the initial sync alone. It prints the CPU seconds per "
+                          "100,000 records of dwctl, the emulator, the broker and PostgreSQL.\n"
+                          "Needs DW_PG_DSN and DW_KAFKA_BOOTSTRAP; starts the emulators and "
+                          "capture itself.\n");
     if (rc >= 0)
         return rc;
     bool sync_only = argc > 1 && strcmp(argv[1], "--sync-only") == 0;
