@@ -8,6 +8,7 @@
 
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "dw_sha256.h"
@@ -500,4 +501,171 @@ json_t *dw_command_build(const dw_event_t *ev, const dw_map_t *map, dw_map_side_
         cmd = NULL;
     }
     return cmd;
+}
+
+/* A growing text for dw_command_text. */
+typedef struct ctext_s {
+    char *p;
+    size_t n, cap;
+    bool fail;
+} ctext_t;
+
+static void ct_put(ctext_t *t, const char *s, size_t n)
+{
+    if (t->fail)
+        return;
+    if (t->n + n + 1 > t->cap) {
+        size_t cap = t->cap ? t->cap : 1024;
+        while (cap < t->n + n + 1)
+            cap *= 2;
+        char *p = realloc(t->p, cap);
+        if (!p) {
+            t->fail = true;
+            return;
+        }
+        t->p = p;
+        t->cap = cap;
+    }
+    memcpy(t->p + t->n, s, n);
+    t->n += n;
+    t->p[t->n] = '\0';
+}
+
+static void ct_puts(ctext_t *t, const char *s)
+{
+    ct_put(t, s, strlen(s));
+}
+
+/* A JSON string as dw_mapper_dumps writes it (the envelope's strings are valid UTF-8 already). */
+static void ct_str(ctext_t *t, const char *s)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    const unsigned char *p = (const unsigned char *)s;
+    size_t run = 0, i = 0;
+    ct_put(t, "\"", 1);
+    for (; p[i]; i++) {
+        unsigned char c = p[i];
+        if (c >= 0x20 && c != '"' && c != '\\')
+            continue;
+        ct_put(t, s + run, i - run);
+        char esc[6] = {'\\', (char)c, 0, 0, 0, 0};
+        size_t el = 2;
+        switch (c) {
+        case '"':
+        case '\\':
+            break;
+        case '\b':
+            esc[1] = 'b';
+            break;
+        case '\f':
+            esc[1] = 'f';
+            break;
+        case '\n':
+            esc[1] = 'n';
+            break;
+        case '\r':
+            esc[1] = 'r';
+            break;
+        case '\t':
+            esc[1] = 't';
+            break;
+        default:
+            memcpy(esc, (char[]){'\\', 'u', '0', '0', hex[c >> 4], hex[c & 0xf]}, 6);
+            el = 6;
+        }
+        ct_put(t, esc, el);
+        run = i + 1;
+    }
+    ct_put(t, s + run, i - run);
+    ct_put(t, "\"", 1);
+}
+
+static void ct_member(ctext_t *t, const char *name)
+{
+    ct_put(t, ",\"", 2);
+    ct_puts(t, name);
+    ct_put(t, "\":", 2);
+}
+
+static void ct_json(ctext_t *t, const json_t *v)
+{
+    size_t n = 0;
+    char *text = dw_mapper_dumps(v, 0, &n);
+    if (!text) {
+        t->fail = true;
+        return;
+    }
+    ct_put(t, text, n);
+    free(text);
+}
+
+char *dw_command_text(const dw_event_t *ev, const dw_map_t *map, dw_map_side_t target,
+                      const dw_mapper_result_t *res, const char *origin_hash, bool with_origin_key,
+                      size_t *len)
+{
+    char cid[37], num[32], empty_hash[DW_SHA256_HEX_SIZE];
+    bool del = ev->op == DW_EVENT_DELETE;
+    if (!del && (!res || !res->payload_text))
+        return NULL;
+    ctext_t t = {0};
+    t.cap = 512 + (res && !del ? res->payload_len : 0);
+    if (!(t.p = malloc(t.cap)))
+        return NULL;
+    dw_envelope_command_id(ev->event_id, target, cid);
+    ct_puts(&t, "{\"version\":1");
+    ct_member(&t, "command_id");
+    ct_str(&t, cid);
+    ct_member(&t, "event_id");
+    ct_str(&t, ev->event_id);
+    ct_member(&t, "map");
+    ct_str(&t, ev->map);
+    ct_member(&t, "map_version");
+    snprintf(num, sizeof(num), "%d", dw_map_version(map));
+    ct_puts(&t, num);
+    ct_member(&t, "target");
+    ct_str(&t, dw_map_side_name(target));
+    ct_member(&t, "op");
+    ct_str(&t, del ? "delete" : "upsert");
+    ct_member(&t, "target_key");
+    if (res)
+        ct_json(&t, res->key);
+    else
+        ct_put(&t, "{}", 2);
+    ct_member(&t, "fields");
+    const char *hash = empty_hash;
+    if (del) {
+        ct_put(&t, "{}", 2);
+        dw_sha256_hex("{}", 2, empty_hash); /* dw_mapper_content_hash of {} */
+    } else {
+        ct_put(&t, res->payload_text, res->payload_len);
+        hash = res->content_hash;
+    }
+    ct_member(&t, "source_version");
+    ct_str(&t, ev->source_version);
+    ct_member(&t, "content_hash");
+    ct_str(&t, hash);
+    ct_member(&t, "correlation_id");
+    ct_str(&t, ev->correlation_id);
+    ct_member(&t, "source_ts");
+    ct_str(&t, ev->source_ts);
+    if (del && !res && ev->record_id) {
+        ct_member(&t, "record_id");
+        ct_str(&t, ev->record_id);
+    }
+    if (origin_hash) {
+        ct_member(&t, "origin_hash");
+        ct_str(&t, origin_hash);
+    }
+    if (with_origin_key && json_object_size(ev->key) > 0) {
+        ct_member(&t, "origin_key");
+        ct_json(&t, ev->key);
+    }
+    ct_put(&t, "}", 1);
+    if (t.fail) {
+        free(t.p);
+        return NULL;
+    }
+    if (len)
+        *len = t.n;
+    return t.p;
 }

@@ -88,4 +88,16 @@ void dw_envelope_command_id(const char *event_id, dw_map_side_t target, char out
 json_t *dw_command_build(const dw_event_t *ev, const dw_map_t *map, dw_map_side_t target,
                          const dw_mapper_result_t *res);
 
+/*
+ * The same command as dw_command_build, written straight to JSON text (compact), with the
+ * loop-prevention members of a map that runs both ways: origin_hash (NULL: omitted) and
+ * origin_key (the event's key, when with_origin_key and the key is not empty). fields is
+ * res->payload_text (sorted keys: the text content_hash is the hash of). Members in the order
+ * of dw_command_build, then record_id, origin_hash, origin_key. New string (free()) with its
+ * length in *len, or NULL when out of memory.
+ */
+char *dw_command_text(const dw_event_t *ev, const dw_map_t *map, dw_map_side_t target,
+                      const dw_mapper_result_t *res, const char *origin_hash, bool with_origin_key,
+                      size_t *len);
+
 #endif

@@ -99,7 +99,7 @@ static bool buf_grow(buf_t *b, size_t more)
 
 static inline void buf_put(buf_t *b, const char *s, size_t n)
 {
-    if (!buf_grow(b, n))
+    if (b->n + n + 1 > b->cap && !buf_grow(b, n))
         return;
     memcpy(b->p + b->n, s, n);
     b->n += n;
@@ -108,7 +108,7 @@ static inline void buf_put(buf_t *b, const char *s, size_t n)
 
 static inline void buf_putc(buf_t *b, char c)
 {
-    if (!buf_grow(b, 1))
+    if (b->n + 2 > b->cap && !buf_grow(b, 1))
         return;
     b->p[b->n++] = c;
     b->p[b->n] = '\0';
@@ -357,6 +357,30 @@ static size_t real_text(double d, char *out, size_t size)
 /* ---- the writer -------------------------------------------------------------------------------
  */
 
+/* Do the eight bytes at p hold one that a JSON string cannot carry as it is (below 0x20, a
+ * quote, a backslash) or that starts a UTF-8 sequence (0x80 and above)? May say yes for a plain
+ * byte after such a one (a false alarm only sends the bytes to the slow loop), never no for one. */
+static inline bool json_attention8(const unsigned char *p)
+{
+    uint64_t w;
+    memcpy(&w, p, 8);
+    const uint64_t ones = 0x0101010101010101ULL, high = 0x8080808080808080ULL;
+    uint64_t q = w ^ (ones * '"'), bs = w ^ (ones * '\\');
+    return ((w | ((w - ones * 0x20) & ~w) | ((q - ones) & ~q) | ((bs - ones) & ~bs)) & high) != 0;
+}
+
+/* Bytes a JSON string carries as they are: printable ASCII but the quote and the backslash. */
+static const unsigned char plain_byte[256] = {
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    1, 1, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+};
+
 static void dump_string(buf_t *b, const char *s, size_t n)
 {
     static const char hex[] = "0123456789ABCDEF";
@@ -365,8 +389,14 @@ static void dump_string(buf_t *b, const char *s, size_t n)
     size_t run = 0; /* start of the pending run of bytes copied as they are */
     size_t i = 0;
     while (i < n) {
+        /* eight plain bytes at a time (a byte below 0x20, a quote, a backslash or a byte of
+         * 0x80 and above stops it; a false alarm only sends the bytes to the loop below) */
+        while (i + 8 <= n && !json_attention8(p + i))
+            i += 8;
+        if (i >= n)
+            break;
         unsigned char c = p[i];
-        if (c >= 0x20 && c != '"' && c != '\\' && c < 0x80) {
+        if (plain_byte[c]) {
             i++;
             continue;
         }
@@ -448,10 +478,20 @@ static void dump_value(buf_t *b, const json_t *v, int flags, int depth)
     case JSON_FALSE:
         buf_put(b, "false", 5);
         return;
-    case JSON_INTEGER:
-        buf_put(b, num,
-                (size_t)snprintf(num, sizeof(num), "%" JSON_INTEGER_FORMAT, json_integer_value(v)));
+    case JSON_INTEGER: {
+        /* as "%lld" writes it, without printf's machinery */
+        json_int_t iv = json_integer_value(v);
+        unsigned long long u = iv < 0 ? 0ULL - (unsigned long long)iv : (unsigned long long)iv;
+        char *e = num + sizeof(num), *q = e;
+        do {
+            *--q = (char)('0' + u % 10);
+            u /= 10;
+        } while (u);
+        if (iv < 0)
+            *--q = '-';
+        buf_put(b, q, (size_t)(e - q));
         return;
+    }
     case JSON_REAL:
         buf_put(b, num, real_text(json_real_value(v), num, sizeof(num)));
         return;
@@ -482,8 +522,19 @@ static void dump_value(buf_t *b, const json_t *v, int flags, int depth)
             keys[k++] = (dump_key_t){json_object_iter_key(it), json_object_iter_key_len(it),
                                      json_object_iter_value(it)};
         }
-        if (flags & DW_MAPPER_DUMP_SORT_KEYS)
+        if ((flags & DW_MAPPER_DUMP_SORT_KEYS) && k > 64) {
             qsort(keys, k, sizeof(*keys), dump_key_cmp);
+        } else if (flags & DW_MAPPER_DUMP_SORT_KEYS) {
+            for (size_t i = 1; i < k; i++) { /* a payload's few dozen keys: insertion sort */
+                dump_key_t t = keys[i];
+                size_t j = i;
+                while (j > 0 && dump_key_cmp(&keys[j - 1], &t) > 0) {
+                    keys[j] = keys[j - 1];
+                    j--;
+                }
+                keys[j] = t;
+            }
+        }
         buf_putc(b, '{');
         for (size_t i = 0; i < k && !b->fail; i++) {
             if (i)
@@ -623,7 +674,378 @@ static bool number_fits(const char *s, size_t n)
     return literal_fits_double(s, n);
 }
 
-json_t *dw_mapper_loadb(const char *text, size_t len, dw_mapper_error_t *err)
+/* The fast reader: one pass over text building jansson values directly, for valid JSON only.
+ * It accepts exactly what json_loadb(JSON_REJECT_DUPLICATES | JSON_DECODE_ANY) accepts, with
+ * the exact-number rule applied to each literal as it is met; on anything else (a syntax error,
+ * a duplicate key, invalid UTF-8, \u0000, a lone surrogate, a real that overflows, deep
+ * nesting) it returns NULL and dw_mapper_loadb takes the slow road (scan, quote, json_loadb),
+ * whose result and error messages are the reference. */
+typedef struct fast_s {
+    const char *p, *end;
+    char *scratch; /* unescaped strings */
+    size_t scratch_cap;
+} fast_t;
+
+#define FAST_MAX_DEPTH 256
+
+static json_t *fast_value(fast_t *f, int depth);
+
+static inline void fast_ws(fast_t *f)
+{
+    while (f->p < f->end && (*f->p == ' ' || *f->p == '\n' || *f->p == '\r' || *f->p == '\t'))
+        f->p++;
+}
+
+static int fast_hex4(const char *s)
+{
+    int v = 0;
+    for (int i = 0; i < 4; i++) {
+        char c = s[i];
+        int h = c >= '0' && c <= '9'   ? c - '0'
+                : c >= 'a' && c <= 'f' ? c - 'a' + 10
+                : c >= 'A' && c <= 'F' ? c - 'A' + 10
+                                       : -1;
+        if (h < 0)
+            return -1;
+        v = v << 4 | h;
+    }
+    return v;
+}
+
+/* A string literal at f->p (the opening quote): its bytes in *out (borrowed: the text or the
+ * scratch buffer) and *n. false when it is not a string jansson accepts. */
+static bool fast_string(fast_t *f, const char **out, size_t *n)
+{
+    const unsigned char *p = (const unsigned char *)f->p + 1, *end = (const unsigned char *)f->end;
+    const unsigned char *start = p;
+    /* the common case: no escape */
+    for (;;) {
+        if (p >= end)
+            return false;
+        unsigned char c = *p;
+        if (c == '"') {
+            *out = (const char *)start;
+            *n = (size_t)(p - start);
+            f->p = (const char *)p + 1;
+            return true;
+        }
+        if (c == '\\')
+            break;
+        if (c < 0x20)
+            return false;
+        if (c >= 0x80) {
+            uint32_t cp;
+            size_t l = utf8_next(p, (size_t)(end - p), &cp);
+            if (!l)
+                return false;
+            p += l;
+            continue;
+        }
+        p++;
+    }
+    /* escapes: unescape into scratch (never longer than the literal) */
+    size_t need = (size_t)(end - start) + 1;
+    if (need > f->scratch_cap) {
+        char *b = realloc(f->scratch, need);
+        if (!b)
+            return false;
+        f->scratch = b;
+        f->scratch_cap = need;
+    }
+    char *o = f->scratch;
+    memcpy(o, start, (size_t)(p - start));
+    o += p - start;
+    for (;;) {
+        if (p >= end)
+            return false;
+        unsigned char c = *p;
+        if (c == '"')
+            break;
+        if (c < 0x20)
+            return false;
+        if (c >= 0x80) {
+            uint32_t cp;
+            size_t l = utf8_next(p, (size_t)(end - p), &cp);
+            if (!l)
+                return false;
+            memcpy(o, p, l);
+            o += l;
+            p += l;
+            continue;
+        }
+        if (c != '\\') {
+            *o++ = (char)c;
+            p++;
+            continue;
+        }
+        if (end - p < 2)
+            return false;
+        c = p[1];
+        p += 2;
+        switch (c) {
+        case '"':
+        case '\\':
+        case '/':
+            *o++ = (char)c;
+            continue;
+        case 'b':
+            *o++ = '\b';
+            continue;
+        case 'f':
+            *o++ = '\f';
+            continue;
+        case 'n':
+            *o++ = '\n';
+            continue;
+        case 'r':
+            *o++ = '\r';
+            continue;
+        case 't':
+            *o++ = '\t';
+            continue;
+        case 'u':
+            break;
+        default:
+            return false;
+        }
+        if (end - p < 4)
+            return false;
+        int u = fast_hex4((const char *)p);
+        p += 4;
+        if (u <= 0) /* not hex, or \u0000 (jansson refuses it without JSON_ALLOW_NUL) */
+            return false;
+        uint32_t cp = (uint32_t)u;
+        if (cp >= 0xdc00 && cp <= 0xdfff)
+            return false;
+        if (cp >= 0xd800 && cp <= 0xdbff) {
+            if (end - p < 6 || p[0] != '\\' || p[1] != 'u')
+                return false;
+            int lo = fast_hex4((const char *)p + 2);
+            if (lo < 0xdc00 || lo > 0xdfff)
+                return false;
+            p += 6;
+            cp = 0x10000 + ((cp - 0xd800) << 10) + ((uint32_t)lo - 0xdc00);
+        }
+        if (cp < 0x80) {
+            *o++ = (char)cp;
+        } else if (cp < 0x800) {
+            *o++ = (char)(0xc0 | cp >> 6);
+            *o++ = (char)(0x80 | (cp & 0x3f));
+        } else if (cp < 0x10000) {
+            *o++ = (char)(0xe0 | cp >> 12);
+            *o++ = (char)(0x80 | ((cp >> 6) & 0x3f));
+            *o++ = (char)(0x80 | (cp & 0x3f));
+        } else {
+            *o++ = (char)(0xf0 | cp >> 18);
+            *o++ = (char)(0x80 | ((cp >> 12) & 0x3f));
+            *o++ = (char)(0x80 | ((cp >> 6) & 0x3f));
+            *o++ = (char)(0x80 | (cp & 0x3f));
+        }
+    }
+    *out = f->scratch;
+    *n = (size_t)(o - f->scratch);
+    f->p = (const char *)p + 1;
+    return true;
+}
+
+/* A number literal at f->p, by JSON's grammar; a literal a double cannot carry becomes a string
+ * of the literal (the exact-number rule), as the slow road's quoting does. */
+static json_t *fast_number(fast_t *f)
+{
+    const char *s = f->p, *p = s, *end = f->end;
+    bool integer = true;
+    if (p < end && *p == '-')
+        p++;
+    if (p >= end || *p < '0' || *p > '9')
+        return NULL;
+    if (*p == '0') {
+        p++;
+    } else {
+        while (p < end && *p >= '0' && *p <= '9')
+            p++;
+    }
+    if (p < end && *p == '.') {
+        integer = false;
+        p++;
+        if (p >= end || *p < '0' || *p > '9')
+            return NULL;
+        while (p < end && *p >= '0' && *p <= '9')
+            p++;
+    }
+    if (p < end && (*p == 'e' || *p == 'E')) {
+        integer = false;
+        p++;
+        if (p < end && (*p == '+' || *p == '-'))
+            p++;
+        if (p >= end || *p < '0' || *p > '9')
+            return NULL;
+        while (p < end && *p >= '0' && *p <= '9')
+            p++;
+    }
+    size_t n = (size_t)(p - s);
+    f->p = p;
+    if (!number_fits(s, n))
+        return json_stringn_nocheck(s, n);
+    if (integer) {
+        long long v;
+        if (parse_int64(s, n, &v) != NUM_OK)
+            return NULL;
+        return json_integer(v);
+    }
+    char buf[64];
+    if (n >= sizeof(buf))
+        return NULL;
+    memcpy(buf, s, n);
+    buf[n] = '\0';
+    errno = 0;
+    double d = strtod(buf, NULL);
+    if (errno == ERANGE)
+        return NULL;
+    return json_real(d); /* NULL for inf/nan */
+}
+
+static json_t *fast_value(fast_t *f, int depth)
+{
+    if (depth > FAST_MAX_DEPTH)
+        return NULL;
+    fast_ws(f);
+    if (f->p >= f->end)
+        return NULL;
+    char c = *f->p;
+    switch (c) {
+    case '{': {
+        json_t *obj = json_object();
+        if (!obj)
+            return NULL;
+        f->p++;
+        fast_ws(f);
+        if (f->p < f->end && *f->p == '}') {
+            f->p++;
+            return obj;
+        }
+        for (;;) {
+            fast_ws(f);
+            const char *k;
+            size_t kn;
+            if (f->p >= f->end || *f->p != '"' || !fast_string(f, &k, &kn))
+                break;
+            /* a key unescaped into scratch is kept before the value reuses scratch */
+            char kbuf[256], *key = (char *)k;
+            if (k == f->scratch) {
+                key = kbuf;
+                if (kn >= sizeof(kbuf) && !(key = malloc(kn + 1)))
+                    break;
+                memcpy(key, k, kn);
+            }
+            fast_ws(f);
+            bool ok = f->p < f->end && *f->p == ':';
+            json_t *v = NULL;
+            if (ok) {
+                f->p++;
+                ok = (v = fast_value(f, depth + 1)) != NULL;
+            }
+            if (ok && json_object_getn(obj, key, kn)) { /* a duplicate key */
+                json_decref(v);
+                ok = false;
+            } else if (ok && json_object_setn_new_nocheck(obj, key, kn, v)) {
+                ok = false; /* v was consumed */
+            }
+            if (key != k && key != kbuf)
+                free(key);
+            if (!ok)
+                break;
+            fast_ws(f);
+            if (f->p < f->end && *f->p == ',') {
+                f->p++;
+                continue;
+            }
+            if (f->p < f->end && *f->p == '}') {
+                f->p++;
+                return obj;
+            }
+            break;
+        }
+        json_decref(obj);
+        return NULL;
+    }
+    case '[': {
+        json_t *arr = json_array();
+        if (!arr)
+            return NULL;
+        f->p++;
+        fast_ws(f);
+        if (f->p < f->end && *f->p == ']') {
+            f->p++;
+            return arr;
+        }
+        for (;;) {
+            json_t *v = fast_value(f, depth + 1);
+            if (!v || json_array_append_new(arr, v))
+                break;
+            fast_ws(f);
+            if (f->p < f->end && *f->p == ',') {
+                f->p++;
+                continue;
+            }
+            if (f->p < f->end && *f->p == ']') {
+                f->p++;
+                return arr;
+            }
+            break;
+        }
+        json_decref(arr);
+        return NULL;
+    }
+    case '"': {
+        const char *sv;
+        size_t n;
+        if (!fast_string(f, &sv, &n))
+            return NULL;
+        return json_stringn_nocheck(sv, n);
+    }
+    case 't':
+        if (f->end - f->p >= 4 && memcmp(f->p, "true", 4) == 0) {
+            f->p += 4;
+            return json_true();
+        }
+        return NULL;
+    case 'f':
+        if (f->end - f->p >= 5 && memcmp(f->p, "false", 5) == 0) {
+            f->p += 5;
+            return json_false();
+        }
+        return NULL;
+    case 'n':
+        if (f->end - f->p >= 4 && memcmp(f->p, "null", 4) == 0) {
+            f->p += 4;
+            return json_null();
+        }
+        return NULL;
+    default:
+        if (c == '-' || (c >= '0' && c <= '9'))
+            return fast_number(f);
+        return NULL;
+    }
+}
+
+/* The whole text as one value by the fast reader, or NULL (then the slow road decides). */
+static json_t *fast_loadb(const char *text, size_t len)
+{
+    fast_t f = {text, text + len, NULL, 0};
+    json_t *v = fast_value(&f, 0);
+    if (v) {
+        fast_ws(&f);
+        if (f.p != f.end) {
+            json_decref(v);
+            v = NULL;
+        }
+    }
+    free(f.scratch);
+    return v;
+}
+
+/* The slow road: find the literals a double cannot carry, quote them in a copy, json_loadb. */
+static json_t *slow_loadb(const char *text, size_t len, dw_mapper_error_t *err)
 {
     const size_t flags = JSON_REJECT_DUPLICATES | JSON_DECODE_ANY;
     json_error_t jerr;
@@ -703,6 +1125,12 @@ json_t *dw_mapper_loadb(const char *text, size_t len, dw_mapper_error_t *err)
     fail(err, DW_MAPPER_MALFORMED, NULL, "malformed JSON: line %d, column %d: %s", jerr.line,
          jerr.column, jerr.text);
     return NULL;
+}
+
+json_t *dw_mapper_loadb(const char *text, size_t len, dw_mapper_error_t *err)
+{
+    json_t *v = fast_loadb(text, len);
+    return v ? v : slow_loadb(text, len, err);
 }
 
 /* ---- dates and times ----------------------------------------------------------------------- */
@@ -1294,6 +1722,7 @@ void dw_mapper_result_clear(dw_mapper_result_t *res)
     json_decref(res->key);
     free(res->canonical_key);
     free(res->company);
+    free(res->payload_text);
     *res = (dw_mapper_result_t){0};
 }
 
@@ -1317,6 +1746,17 @@ static bool scalar_equal(const json_t *a, const json_t *b)
 static json_t *scalar_copy(const json_t *v)
 {
     return json_incref((json_t *)v);
+}
+
+/* "<pre><col><post>" into name (size bytes), truncated as snprintf would: the lookup column
+ * names of every record, without printf's machinery. */
+static void col_name(char *name, size_t size, const char *pre, const char *col, const char *post)
+{
+    size_t o = 0;
+    for (const char *parts[3] = {pre, col, post}, **q = parts; q < parts + 3; q++)
+        for (const char *c = *q; *c && o + 1 < size; c++)
+            name[o++] = *c;
+    name[o] = '\0';
 }
 
 /* The resolved key value of a Dataverse lookup column in a Dataverse record, read from (in this
@@ -1357,7 +1797,7 @@ static dw_err_t lookup_from_dv(const dw_map_field_t *f, const json_t *record, js
                     "a lookup is a key value, an expanded row or a reference, not %s",
                     dw_json_kind(v));
     }
-    snprintf(name, sizeof(name), "%s@odata.bind", f->dv);
+    col_name(name, sizeof(name), "", f->dv, "@odata.bind");
     if ((v = json_object_get(record, name))) {
         if (json_is_null(v)) {
             *value = json_null();
@@ -1380,7 +1820,7 @@ static dw_err_t lookup_from_dv(const dw_map_field_t *f, const json_t *record, js
         }
         return DW_OK;
     }
-    snprintf(name, sizeof(name), "_%s_value", f->dv);
+    col_name(name, sizeof(name), "_", f->dv, "_value");
     if ((v = json_object_get(record, name))) {
         if (json_is_null(v)) {
             *value = json_null();
@@ -1478,8 +1918,10 @@ dw_err_t dw_mapper_in_scope(const dw_map_t *map, dw_map_dir_t dir, const json_t 
 
 #define MAPPER_MAX_KEYS 16
 
-dw_err_t dw_mapper_apply(const dw_map_t *map, dw_map_dir_t dir, const json_t *record,
-                         dw_mapper_result_t *res, dw_mapper_error_t *err)
+/* dw_mapper_apply; payload_only: the payload, its text and hash alone (no key, no canonical
+ * key), for dw_mapper_origin_hash. */
+static dw_err_t mapper_apply(const dw_map_t *map, dw_map_dir_t dir, const json_t *record,
+                             dw_mapper_result_t *res, dw_mapper_error_t *err, bool payload_only)
 {
     dw_err_t rc = DW_OK;
     json_t *payload = NULL, *key = NULL, *canon = NULL, *out = NULL;
@@ -1575,7 +2017,7 @@ dw_err_t dw_mapper_apply(const dw_map_t *map, dw_map_dir_t dir, const json_t *re
             if (!(out = fo_text ? json_string("") : json_null()))
                 goto nomem;
             if (f->transform == DW_MAP_XF_LOOKUP && to_dv) {
-                snprintf(name, sizeof(name), "%s@odata.bind", dst);
+                col_name(name, sizeof(name), "", dst, "@odata.bind");
                 dst_name = name;
             }
             goto set;
@@ -1679,7 +2121,7 @@ dw_err_t dw_mapper_apply(const dw_map_t *map, dw_map_dir_t dir, const json_t *re
                 free(b.p);
                 if (!out)
                     goto nomem;
-                snprintf(name, sizeof(name), "%s@odata.bind", dst);
+                col_name(name, sizeof(name), "", dst, "@odata.bind");
                 dst_name = name;
                 fo_value = (json_t *)v;
             } else {
@@ -1696,19 +2138,34 @@ dw_err_t dw_mapper_apply(const dw_map_t *map, dw_map_dir_t dir, const json_t *re
         json_decref(resolved);
 
     set:
-        if (json_object_set_new(payload, dst_name, out)) {
+        /* F&O keeps a company id in lower case (its OData writes dataAreaId so); Dataverse holds
+         * the company code as the legal entity writes it (USMF): written to F&O, a company is
+         * lower-cased, so the record captured back from F&O hashes as what was written */
+        if (!to_dv && json_is_string(out) && strcmp(dst, "dataAreaId") == 0) {
+            json_t *low = lower_string(out);
+            json_decref(out);
+            if (!(out = low))
+                goto nomem;
+            if (company && strcmp(company, json_string_value(out)) != 0) {
+                free(company);
+                if (!(company = strdup(json_string_value(out))))
+                    goto nomem;
+            }
+        }
+        /* column names come from the validated map: no UTF-8 check per record */
+        if (json_object_set_new_nocheck(payload, dst_name, out)) {
             out = NULL;
             goto nomem;
         }
         json_t *placed = out; /* borrowed from payload from here on */
         out = NULL;
-        if (f->is_key) {
+        if (f->is_key && !payload_only) {
             for (size_t k = 0; k < nkeys; k++) {
                 if (dw_map_key(map, k)->field != f)
                     continue;
                 /* target key: the plain value, or a lookup's key value */
                 json_t *kv = fo_value ? fo_value : placed;
-                if (json_object_set(key, dst, kv))
+                if (json_object_set_nocheck(key, dst, kv))
                     goto nomem;
                 /* canonical key: the F&O-side value, normalised for its column when it can be
                  * (a source longer than its own F&O column still has a key) */
@@ -1727,7 +2184,13 @@ dw_err_t dw_mapper_apply(const dw_map_t *map, dw_map_dir_t dir, const json_t *re
     if (!company && bind_company) {
         company = bind_company;
         bind_company = NULL;
+        if (!to_dv) {
+            for (char *p = company; *p; p++)
+                *p = (char)(*p >= 'A' && *p <= 'Z' ? *p + 32 : *p);
+        }
     }
+    if (payload_only)
+        goto hash;
     if (!(canon = json_array()))
         goto nomem;
     /* A record whose key does not hold its company (order and invoice lines inherit it from
@@ -1753,11 +2216,20 @@ dw_err_t dw_mapper_apply(const dw_map_t *map, dw_map_dir_t dir, const json_t *re
     }
     if (!(res->canonical_key = dw_mapper_dumps(canon, 0, NULL)))
         goto nomem;
-    if ((rc = dw_mapper_content_hash(payload, res->content_hash))) {
-        rc = rc == DW_ERR_NOMEM
-                 ? NOMEM(err)
-                 : fail(err, DW_MAPPER_INVALID_UTF8, NULL, "the payload is not UTF-8");
-        goto out;
+hash:
+    {
+        buf_t b = {0};
+        dump_value(&b, payload, DW_MAPPER_DUMP_SORT_KEYS, 0);
+        if (b.fail || !b.p) {
+            bool nomem = !b.p || b.n + 1 > b.cap;
+            free(b.p);
+            rc = nomem ? NOMEM(err)
+                       : fail(err, DW_MAPPER_INVALID_UTF8, NULL, "the payload is not UTF-8");
+            goto out;
+        }
+        dw_sha256_hex(b.p, b.n, res->content_hash);
+        res->payload_text = b.p;
+        res->payload_len = b.n;
     }
     res->payload = payload;
     res->key = key;
@@ -1778,9 +2250,16 @@ out:
     free(bind_company);
     if (rc) {
         free(res->canonical_key);
+        free(res->payload_text);
         *res = (dw_mapper_result_t){0};
     }
     return rc;
+}
+
+dw_err_t dw_mapper_apply(const dw_map_t *map, dw_map_dir_t dir, const json_t *record,
+                         dw_mapper_result_t *res, dw_mapper_error_t *err)
+{
+    return mapper_apply(map, dir, record, res, err, false);
 }
 
 /* The value of field f in a source-side record of dir, normalised for comparison: a Dataverse
@@ -1880,6 +2359,34 @@ out:
     return rc;
 }
 
+dw_err_t dw_mapper_origin_hash(const dw_map_t *map, dw_map_dir_t dir, const dw_mapper_result_t *res,
+                               char hex[DW_SHA256_HEX_SIZE], dw_mapper_error_t *err)
+{
+    dw_mapper_result_t back = {0};
+    dw_map_dir_t rev = dir == DW_MAP_FO_TO_DV ? DW_MAP_DV_TO_FO : DW_MAP_FO_TO_DV;
+    dw_err_t rc;
+    hex[0] = '\0';
+    if (!res || !res->payload)
+        return fail(err, DW_MAPPER_MALFORMED, NULL, "no payload to map back");
+    /* as dw_mapper_roundtrip: F&O emits a record with its company */
+    json_t *mid = res->payload;
+    if (rev == DW_MAP_FO_TO_DV && res->company && !json_object_get(mid, "dataAreaId")) {
+        if (!(mid = json_copy(res->payload)) ||
+            json_object_set_new(mid, "dataAreaId", json_string(res->company))) {
+            json_decref(mid);
+            return NOMEM(err);
+        }
+    } else {
+        json_incref(mid);
+    }
+    rc = mapper_apply(map, rev, mid, &back, err, true);
+    json_decref(mid);
+    if (!rc)
+        memcpy(hex, back.content_hash, DW_SHA256_HEX_SIZE);
+    dw_mapper_result_clear(&back);
+    return rc;
+}
+
 /* ---- source-side key (capture) ------------------------------------------------------------ */
 
 dw_err_t dw_mapper_source_key(const dw_map_t *map, dw_map_dir_t dir, const json_t *record,
@@ -1931,11 +2438,21 @@ dw_err_t dw_mapper_source_key(const dw_map_t *map, dw_map_dir_t dir, const json_
         const json_t *v = NULL;
         if (!src)
             continue;
-        if (f->transform == DW_MAP_XF_LOOKUP && !to_dv)
-            v = json_object_get(res.key, dst); /* the resolved key value */
-        else
+        json_t *resolved = NULL;
+        if (f->transform == DW_MAP_XF_LOOKUP && !to_dv) {
+            /* the resolved key value as Dataverse has it (the target key holds it in F&O's
+             * form: a company in lower case) */
+            char *c = NULL;
+            if ((rc = lookup_from_dv(f, record, &resolved, &c, err)))
+                goto out;
+            free(c);
+            v = json_is_string(resolved) ? resolved : json_object_get(res.key, dst);
+        } else {
             v = json_object_get(record, src);
-        if (v && json_object_set(out, src, (json_t *)v))
+        }
+        int set_rc = v ? json_object_set(out, src, (json_t *)v) : 0;
+        json_decref(resolved);
+        if (set_rc)
             goto nomem;
     }
     if (key) {

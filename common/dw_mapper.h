@@ -64,6 +64,10 @@ typedef struct dw_mapper_result_s {
     char *canonical_key; /* new: compact JSON array, e.g. ["usmf","us-001"] */
     char content_hash[DW_SHA256_HEX_SIZE]; /* of payload, see dw_mapper_content_hash */
     char *company;                         /* new: the record's company (F&O dataAreaId), or NULL */
+    char *payload_text; /* new: payload serialised compactly with sorted keys (NUL-terminated):
+                           the very text content_hash is the SHA-256 of, so a command can carry
+                           it without serialising the payload again */
+    size_t payload_len;
 } dw_mapper_result_t;
 
 void dw_mapper_result_clear(dw_mapper_result_t *res);
@@ -96,6 +100,19 @@ dw_err_t dw_mapper_in_scope(const dw_map_t *map, dw_map_dir_t dir, const json_t 
  */
 dw_err_t dw_mapper_roundtrip(const dw_map_t *map, dw_map_dir_t dir, const json_t *record,
                              json_t **back, dw_mapper_error_t *err);
+
+/*
+ * The origin side's content hash of the record res describes (res: the result of
+ * dw_mapper_apply(map, dir, record), borrowed): res->payload mapped back in the reverse direction
+ * (with the record's company as dataAreaId when the reverse direction reads F&O and the payload
+ * has none) and hashed with dw_mapper_content_hash. It is the content_hash the same record gets
+ * when the target side captures what the writer wrote and maps it back, so the writer can record
+ * it as the origin side's last known content and drop that echo (loop prevention, docs/maps.md).
+ * Only for a map that runs both ways. DW_ERR_INVALID_ARG with err when the payload does not map
+ * back (the caller omits the hash), DW_ERR_NOMEM.
+ */
+dw_err_t dw_mapper_origin_hash(const dw_map_t *map, dw_map_dir_t dir, const dw_mapper_result_t *res,
+                               char hex[DW_SHA256_HEX_SIZE], dw_mapper_error_t *err);
 
 /*
  * Convert one value (borrowed) for a column (borrowed) of side: the same conversion and checks a

@@ -1,7 +1,8 @@
 /*
  * dw_sha256: SHA-256 (FIPS 180-4), for the content hash of mapped fields (schemas/README.md,
- * "content_hash"). Self-contained, no library: libcurl and libpq do not export one, and dwfleet
- * does not link OpenSSL. Incremental (init/update/final) or one-shot; hex output in lower case.
+ * "content_hash") and the ids derived from event ids. A thin layer over libcrypto (OpenSSL), whose
+ * block function uses the CPU's SHA extensions or AVX2 where there are: the content hash is on
+ * every command's path. Incremental (init/update/final) or one-shot; hex output in lower case.
  */
 #ifndef DW_SHA256_H
 #define DW_SHA256_H
@@ -12,12 +13,9 @@
 #define DW_SHA256_SIZE     32 /* digest bytes */
 #define DW_SHA256_HEX_SIZE 65 /* 64 hex digits and the NUL */
 
-/* The running state of one hash; a plain value, no cleanup. */
+/* The running state of one hash; a plain value, no cleanup (libcrypto's SHA256_CTX inside). */
 typedef struct dw_sha256_s {
-    uint32_t h[8];
-    uint64_t length;   /* bytes hashed so far */
-    uint8_t block[64]; /* pending input */
-    size_t used;       /* bytes in block */
+    _Alignas(16) unsigned char state[128];
 } dw_sha256_t;
 
 void dw_sha256_init(dw_sha256_t *ctx);

@@ -6,6 +6,7 @@ set -euo pipefail
 packages=(
   build-essential cmake pkg-config git
   librdkafka-dev libcurl4-openssl-dev libjansson-dev libpq-dev libcriterion-dev libmicrohttpd-dev
+  libssl-dev libjemalloc-dev
   postgresql postgresql-client openjdk-17-jre-headless maven kcat
   curl ca-certificates procps
   clang libclang-rt-14-dev clang-format

@@ -25,8 +25,8 @@ cflags=(-g -O1 -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover
         -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE -DDW_VERSION=\"fuzz\"
         -DDW_GIT_REV=\"fuzz\" -DDW_DEFAULT_SCHEMAS_DIR=\"$root/schemas\"
         -I"$root/common" -I"$root/emulators/dw-emulator"
-        $(pkg-config --cflags rdkafka libcurl jansson libpq libmicrohttpd))
-libs=($(pkg-config --libs rdkafka libcurl jansson libpq libmicrohttpd) -lpthread -lm)
+        $(pkg-config --cflags rdkafka libcurl jansson libpq libmicrohttpd libcrypto))
+libs=($(pkg-config --libs rdkafka libcurl jansson libpq libmicrohttpd libcrypto) -lpthread -lm)
 
 # name | sources besides the target | corpus folders | dictionary | max_len
 targets=(

@@ -6,8 +6,10 @@
  * read_committed consumer. Scenarios: the happy path (content, key, headers), poison pill and
  * mapping error in the middle of a partition, kill -9 mid-transaction and restart, three workers
  * with a rebalance under load, hot reload with a valid and an invalid map set, the worker creating
- * the missing topics of a fresh map at start, and a zombie instance (same transform.instance_id)
- * being fenced.
+ * the missing topics of a fresh map at start, a zombie instance (same transform.instance_id)
+ * being fenced, a zombie of an older group generation (stopped past its session while the group
+ * gave its partitions to another worker) being fenced (KIP-447), and an event of a map that is
+ * not loaded going to dw._unknown.dlq.
  */
 #include <criterion/criterion.h>
 
@@ -344,23 +346,29 @@ typedef struct reader_s {
     size_t n, cap;
 } reader_t;
 
-static void reader_open(reader_t *r, dw_kafka_topic_kind_t kind, int partitions)
+static void reader_open_topic(reader_t *r, const char *topic, int partitions)
 {
     memset(r, 0, sizeof(*r));
-    char errstr[512], g[160], topic[DW_KAFKA_TOPIC_MAX + 1];
-    snprintf(g, sizeof(g), "%s-reader-%d", map, (int)kind);
+    char errstr[512], g[DW_KAFKA_TOPIC_MAX + 100];
+    snprintf(g, sizeof(g), "%s-reader-%s", map, topic);
     dw_kafka_consumer_opts_t opts;
     dw_kafka_consumer_opts_init(&opts);
     opts.group_id = g;
     opts.isolation_level = "read_committed";
     r->rk = dw_kafka_consumer_new(conf, &opts, errstr, sizeof(errstr));
     cr_assert_not_null(r->rk, "%s", errstr);
-    dw_kafka_topic_name(topic, sizeof(topic), map, kind, NULL, 0);
     rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(partitions);
     for (int p = 0; p < partitions; p++)
         rd_kafka_topic_partition_list_add(l, topic, p)->offset = RD_KAFKA_OFFSET_BEGINNING;
     cr_assert_eq(rd_kafka_assign(r->rk, l), RD_KAFKA_RESP_ERR_NO_ERROR);
     rd_kafka_topic_partition_list_destroy(l);
+}
+
+static void reader_open(reader_t *r, dw_kafka_topic_kind_t kind, int partitions)
+{
+    char topic[DW_KAFKA_TOPIC_MAX + 1];
+    dw_kafka_topic_name(topic, sizeof(topic), map, kind, NULL, 0);
+    reader_open_topic(r, topic, partitions);
 }
 
 /* Read until the reader holds `want` messages or ms passed; then linger `extra_ms` more to catch
@@ -723,4 +731,149 @@ Test(transform_it, a_zombie_with_the_same_instance_id_is_fenced_and_nothing_is_d
     reader_close(&r);
     cr_assert_eq(kill(workers[0], 0), 0, "the newer instance died");
     cr_assert_eq(stop_worker(0), 0);
+}
+
+static bool exited(pid_t pid, int *st)
+{
+    return waitpid(pid, st, WNOHANG) == pid;
+}
+
+Test(transform_it, a_worker_of_an_older_group_generation_cannot_commit_and_nothing_is_duplicated)
+{
+    const int n = 3000;
+    create_topics(2);
+    /* A keeps its transaction open for seconds, so it is stopped in the middle of one */
+    pid_t a = start_worker(0, "a", 100000, 4000);
+    wait_log("a", "assigned 4 partition(s)", 15000);
+    for (int i = 0; i < n / 3; i++)
+        produce_event(i, i % 2);
+    flush();
+    sleep_ms(1200); /* A has mapped and produced them, uncommitted */
+    cr_assert_eq(kill(a, SIGSTOP), 0);
+    /* B joins; the group waits for A until A's session (6 s) expires, then B owns everything
+     * and starts at the offsets committed before A's open transaction */
+    start_worker(1, "b", 100, 50);
+    wait_log("b", "assigned 4 partition(s)", 25000);
+    for (int i = n / 3; i < n; i++) {
+        produce_event(i, i % 2);
+        if (i % 200 == 199)
+            rd_kafka_flush(producer, 5000);
+    }
+    flush();
+    /* A wakes up with a transaction of the old generation: it must not commit it. Either
+     * librdkafka notices the expired session first (assignment lost: abort, rewind, rejoin) or the
+     * loop's commit comes first and the group coordinator refuses offsets of the old generation
+     * (KIP-447: the transaction fails, abort or fenced exit). */
+    cr_assert_eq(kill(a, SIGCONT), 0);
+    int st = 0;
+    bool gone = false;
+    int64_t deadline = now_ms() + 20000;
+    while (!(gone = exited(a, &st)) && !log_contains("a", "aborting the transaction")) {
+        cr_assert(now_ms() < deadline, "the zombie neither aborted nor exited");
+        sleep_ms(50);
+    }
+    if (gone) {
+        workers[0] = 0;
+        cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 1, "the zombie's status: %d", st);
+        cr_assert(log_contains("a", "enced"), "the zombie exited but not as fenced");
+    }
+    /* its first transaction (the one it was stopped in) never committed: every counters line
+     * before the abort says txn_committed=0 */
+    char path[400];
+    snprintf(path, sizeof(path), "%s/a.log", dir);
+    char *text = dw_file_read(path);
+    cr_assert_not_null(text);
+    if (getenv("DW_TEST_SHOW_LOG"))
+        fprintf(stderr, "%s", text);
+    char *end = strstr(text, gone ? "enced" : "aborting the transaction");
+    cr_assert_not_null(end);
+    *end = '\0';
+    cr_assert_null(strstr(text, "txn_committed=1"), "the old generation's transaction committed");
+    free(text);
+    reader_t r;
+    reader_open(&r, DW_KAFKA_TOPIC_TO_DV, 2);
+    reader_read(&r, (size_t)n, 30000, 1500);
+    assert_exactly_once(&r, n);
+    reader_close(&r);
+    cr_assert_eq(stop_worker(1), 0);
+    if (!gone)
+        stop_worker(0); /* it rejoined: its status is its own business after the fence */
+}
+
+Test(transform_it, an_event_of_a_map_that_is_not_loaded_goes_to_the_unknown_dlq)
+{
+    create_topics(1);
+    /* a capture topic of a map no worker has: the worker subscribes by pattern and meets it */
+    char ghost[80], ghost_topic[DW_KAFKA_TOPIC_MAX + 1], pattern[256];
+    snprintf(ghost, sizeof(ghost), "%sghost", map);
+    dw_kafka_topic_name(ghost_topic, sizeof(ghost_topic), ghost, DW_KAFKA_TOPIC_FO, NULL, 0);
+    static const char *const tconf[] = {"retention.ms", "3600000", NULL};
+    dw_kafka_topic_spec_t spec = {ghost_topic, 1, 1, tconf, false, DW_OK};
+    char errstr[1024] = "";
+    cr_assert_eq(dw_kafka_topics_create(admin, &spec, 1, TIMEOUT_MS, errstr, sizeof(errstr)), DW_OK,
+                 "%s", errstr);
+    snprintf(pattern, sizeof(pattern), "transform.subscribe_pattern=^dw\\.%s[a-z0-9_]*\\.[fd][ov]$",
+             map);
+    extra_arg = pattern;
+    start_worker(0, "a", 100, 50);
+    wait_log("a", "subscribed to the capture topics matching", 20000);
+
+    char value[1024];
+    snprintf(value, sizeof(value),
+             "{\"version\":1,\"event_id\":\"00000000-0000-4000-8000-000000000999\",\"map\":\"%s\","
+             "\"source\":\"fo\",\"op\":\"upsert\",\"key\":{\"dataAreaId\":\"usmf\"},"
+             "\"data\":{\"dataAreaId\":\"usmf\"},\"source_version\":\"1\","
+             "\"source_ts\":\"2024-03-01T10:00:00Z\",\"capture_ts\":\"2024-03-01T10:00:00Z\","
+             "\"correlation_id\":\"ghost\"}",
+             ghost);
+    dw_kafka_msg_t m = DW_KAFKA_MSG_INIT;
+    m.topic = ghost_topic;
+    m.partition = 0;
+    m.key = "ghost-key";
+    m.key_len = strlen(m.key);
+    m.value = value;
+    m.value_len = strlen(value);
+    cr_assert_eq(dw_kafka_produce(producer, &m, dw_kafka_headers_new("origin", "test", NULL), 5000,
+                                  errstr, sizeof(errstr)),
+                 DW_OK, "%s", errstr);
+    produce_event(0, 0); /* and the loaded map flows beside it */
+    flush();
+
+    reader_t r, d;
+    reader_open(&r, DW_KAFKA_TOPIC_TO_DV, 1);
+    reader_read(&r, 1, 30000, 300);
+    assert_exactly_once(&r, 1);
+    int parts = 0;
+    cr_assert_eq(dw_kafka_topic_partitions(admin, "dw._unknown.dlq", TIMEOUT_MS, &parts, errstr,
+                                           sizeof(errstr)),
+                 DW_OK, "%s", errstr);
+    reader_open_topic(&d, "dw._unknown.dlq", parts);
+    /* the topic is shared: ours is the one whose origin is the ghost topic */
+    const got_t *g = NULL;
+    int64_t deadline = now_ms() + 30000;
+    while (!g && now_ms() < deadline) {
+        reader_read(&d, d.n + 1, 500, 0);
+        for (size_t k = 0; k < d.n && !g; k++)
+            if (strcmp(hdr(&d.msgs[k], DW_DLQ_HDR_ORIGIN_TOPIC), ghost_topic) == 0)
+                g = &d.msgs[k];
+    }
+    cr_assert_not_null(g, "no dead letter from %s in dw._unknown.dlq", ghost_topic);
+    cr_assert_str_eq(g->value, value, "the original message, unchanged");
+    cr_assert_str_eq(g->key, "ghost-key");
+    cr_assert_str_eq(hdr(g, "origin"), "test");
+    cr_assert_str_eq(hdr(g, DW_DLQ_HDR_CLASS), DW_DLQ_CLASS_UNKNOWN_MAP);
+    cr_assert_str_eq(hdr(g, DW_DLQ_HDR_REASON), "unknown_map");
+    cr_assert_str_eq(hdr(g, DW_DLQ_HDR_FIELD), "map");
+    cr_assert_str_eq(hdr(g, DW_DLQ_HDR_STAGE), "transform");
+    cr_assert_str_eq(hdr(g, DW_DLQ_HDR_ORIGIN_PART), "0");
+    cr_assert_str_eq(hdr(g, DW_DLQ_HDR_ORIGIN_OFFSET), "0");
+    size_t ours = 0;
+    for (size_t k = 0; k < d.n; k++)
+        ours += strcmp(hdr(&d.msgs[k], DW_DLQ_HDR_ORIGIN_TOPIC), ghost_topic) == 0;
+    cr_assert_eq(ours, 1, "one dead letter, once");
+    reader_close(&r);
+    reader_close(&d);
+    cr_assert_eq(stop_worker(0), 0);
+    const char *list[] = {ghost_topic};
+    dw_kafka_topics_delete(admin, list, 1, TIMEOUT_MS, errstr, sizeof(errstr));
 }

@@ -307,3 +307,68 @@ Test(envelope, command_from_a_mapper_result)
     dw_event_clear(&ev);
     dw_mapset_destroy(set);
 }
+
+/* dw_command_text writes the command dw_command_build builds, plus the loop-prevention members,
+ * with fields as the very text content_hash is the hash of. */
+static void text_equals_build(const dw_event_t *ev, const dw_map_t *map, dw_map_side_t target,
+                              const dw_mapper_result_t *res)
+{
+    json_t *cmd = dw_command_build(ev, map, target, res);
+    cr_assert_not_null(cmd);
+    size_t len = 0;
+    char *text = dw_command_text(ev, map, target, res, "ab" "0123456789abcdef0123456789abcdef"
+                                 "0123456789abcdef0123456789abcd", true, &len);
+    cr_assert_not_null(text);
+    cr_assert_eq(strlen(text), len);
+    json_error_t jerr;
+    json_t *back = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
+    cr_assert_not_null(back, "%s: %s", text, jerr.text);
+    cr_assert_str_eq(json_string_value(json_object_get(back, "origin_hash")),
+                     "ab0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcd");
+    if (json_object_size(ev->key) > 0)
+        cr_assert(json_equal(json_object_get(back, "origin_key"), ev->key));
+    else
+        cr_assert_null(json_object_get(back, "origin_key"));
+    json_object_del(back, "origin_hash");
+    json_object_del(back, "origin_key");
+    cr_assert(json_equal(back, cmd), "%s", text);
+    if (res && ev->op != DW_EVENT_DELETE) {
+        char hash[DW_SHA256_HEX_SIZE];
+        const char *f = strstr(text, "\"fields\":") + strlen("\"fields\":");
+        cr_assert_eq(strncmp(f, res->payload_text, res->payload_len), 0);
+        dw_sha256_hex(res->payload_text, res->payload_len, hash);
+        cr_assert_str_eq(hash, res->content_hash);
+    }
+    json_decref(back);
+    json_decref(cmd);
+    free(text);
+}
+
+Test(envelope, command_text_is_the_built_command)
+{
+    char errstr[1024];
+    dw_mapset_t *set = dw_mapset_load(MAPS, METADATA, NULL, errstr, sizeof(errstr));
+    cr_assert_not_null(set, "%s", errstr);
+    const dw_map_t *map = dw_mapset_find(set, "customers_accounts");
+    dw_event_t ev;
+    dw_envelope_error_t err;
+    cr_assert_eq(dw_event_parse(valid, strlen(valid), 0, &ev, &err), DW_OK);
+    dw_mapper_result_t res = {0};
+    dw_mapper_error_t merr;
+    cr_assert_eq(dw_mapper_apply(map, DW_MAP_FO_TO_DV, ev.data, &res, &merr), DW_OK, "%s",
+                 merr.message);
+    text_equals_build(&ev, map, DW_MAP_DV, &res);
+    dw_mapper_result_clear(&res);
+    dw_event_clear(&ev);
+
+    const char *del =
+        "{\"version\":1,\"event_id\":\"0b6f4b4e-7c1d-4c52-9d55-0c8f1f3e2a11\",\"map\":"
+        "\"customers_accounts\",\"source\":\"dv\",\"op\":\"delete\",\"key\":{},\"record_id\":"
+        "\"11111111-2222-3333-4444-555555555555\",\"source_version\":\"9\",\"source_ts\":"
+        "\"2024-03-01T10:00:00Z\",\"capture_ts\":\"2024-03-01T10:00:00Z\",\"correlation_id\":"
+        "\"a \\\"quoted\\\"\\n\\u0001 \\u00e9 id\"}";
+    cr_assert_eq(dw_event_parse(del, strlen(del), 0, &ev, &err), DW_OK, "%s", err.message);
+    text_equals_build(&ev, map, DW_MAP_FO, NULL);
+    dw_event_clear(&ev);
+    dw_mapset_destroy(set);
+}

@@ -70,6 +70,12 @@ tx_pool_t *tx_pool_new(int nthreads);
  * and the caller's; returns when all are done. Not reentrant: one caller. */
 void tx_pool_map(tx_pool_t *pool, const dw_mapset_t *set, rd_kafka_message_t **msgs, size_t n,
                  size_t max_bytes, tx_outcome_t *outs, dw_err_t *errs);
+/* The same in two halves: tx_pool_start hands the batch to the pool's threads and returns at
+ * once (the arrays stay borrowed until tx_pool_wait returns); tx_pool_wait maps what is left on
+ * the caller's thread and waits until every message has its outcome. One batch at a time. */
+void tx_pool_start(tx_pool_t *pool, const dw_mapset_t *set, rd_kafka_message_t **msgs, size_t n,
+                   size_t max_bytes, tx_outcome_t *outs, dw_err_t *errs);
+void tx_pool_wait(tx_pool_t *pool);
 void tx_pool_destroy(tx_pool_t *pool);
 
 /* ---------------------------------------------------------------- counters */

@@ -63,6 +63,10 @@ const dw_conf_def_t tx_conf_defs[] = {
      "longest wait for a message, in ms"},
     {"transform.stats_interval_ms", DW_CONF_INT, "10000", 0, 86400000, NULL, 0, NULL,
      "log the counters at info level this often (0: never)"},
+    {"transform.subscribe_pattern", DW_CONF_STR, "", 0, 0, NULL, 0, NULL,
+     "subscribe to the capture topics matching this regular expression (librdkafka syntax, "
+     "starting with ^) instead of those of the served maps; an event of a topic whose map is not "
+     "loaded goes to dw._unknown.dlq. Empty: the served maps' topics"},
     {"transform.create_topics", DW_CONF_BOOL, "true", 0, 0, NULL, 0, NULL,
      "at start and reload, create the missing topics of the served maps and dw._unknown.dlq "
      "(topics.* settings); false: only check and warn"},
@@ -73,6 +77,15 @@ const dw_conf_def_t tx_conf_defs[] = {
      "producer batching delay, ms (kafka.linger.ms; an explicit kafka.* value wins)"},
     DW_CONF_END,
 };
+
+/* One batch of fetched messages and their outcomes. */
+typedef struct tx_batch_s {
+    rd_kafka_message_t **msgs; /* owned */
+    tx_outcome_t *outs;
+    dw_err_t *errs;
+    size_t n;
+    int64_t t0_us; /* when its mapping started (latency) */
+} tx_batch_t;
 
 struct tx_loop_s {
     const dw_conf_t *conf;
@@ -91,12 +104,14 @@ struct tx_loop_s {
     tx_pending_t pending;
     int aborts_in_row;
     bool need_rewind;
-    /* the batch being mapped */
+    /* the pipeline: one batch is mapped on the pool's threads while the loop thread produces
+     * the batch before it (and commits), so producing and committing overlap the mapping */
     tx_pool_t *pool;
-    rd_kafka_message_t **batch;
-    tx_outcome_t *outs;
-    dw_err_t *errs;
+    tx_batch_t slots[2];
+    tx_batch_t *inflight; /* handed to the pool, not produced yet, or NULL */
     uint64_t rebalance_epoch; /* bumped by every assign and revoke */
+    uint64_t revoke_epoch;    /* bumped by every revoke */
+    uint64_t abort_epoch;     /* bumped by every abort */
     /* settings */
     long long threads, batch_messages;
     long long commit_messages, commit_interval_ms, max_event_bytes, txn_timeout_ms, max_aborts,
@@ -251,16 +266,24 @@ out:
 
 static dw_err_t subscribe(tx_loop_t *loop, char *errstr, size_t errstr_size)
 {
-    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new((int)loop->ntopics);
-    for (size_t i = 0; i < loop->ntopics; i++)
+    const char *pattern = dw_conf_get_str(loop->conf, "transform.subscribe_pattern");
+    bool by_pattern = pattern && *pattern;
+    rd_kafka_topic_partition_list_t *l =
+        rd_kafka_topic_partition_list_new(by_pattern ? 1 : (int)loop->ntopics);
+    if (by_pattern)
+        rd_kafka_topic_partition_list_add(l, pattern, RD_KAFKA_PARTITION_UA);
+    for (size_t i = 0; i < loop->ntopics && !by_pattern; i++)
         rd_kafka_topic_partition_list_add(l, loop->topics[i], RD_KAFKA_PARTITION_UA);
     rd_kafka_resp_err_t err = rd_kafka_subscribe(loop->consumer, l);
     rd_kafka_topic_partition_list_destroy(l);
     if (err)
         return dw_errf(dw_kafka_err_map(err), errstr, errstr_size, "could not subscribe: %s",
                        rd_kafka_err2str(err));
-    DW_INFO(FAC, "subscribed to %zu capture topic(s) of %zu map(s)", loop->ntopics,
-            loop->ntopics / 2);
+    if (by_pattern)
+        DW_INFO(FAC, "subscribed to the capture topics matching %s", pattern);
+    else
+        DW_INFO(FAC, "subscribed to %zu capture topic(s) of %zu map(s)", loop->ntopics,
+                loop->ntopics / 2);
     return DW_OK;
 }
 
@@ -294,6 +317,7 @@ static void tx_abort(tx_loop_t *loop, const char *why, bool in_callback)
     dw_kafka_txn_action_t action = DW_KAFKA_TXN_OK;
     dw_err_t err = DW_OK;
     DW_WARN(FAC, "aborting the transaction: %s", why);
+    loop->abort_epoch++;
     for (int i = 0; i < 5; i++) {
         err = dw_kafka_txn_abort(loop->producer, (int)loop->txn_timeout_ms, &action, errstr,
                                  sizeof(errstr));
@@ -406,6 +430,7 @@ static void tx_rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
             ret = rd_kafka_assign(rk, parts);
         break;
     case RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS:
+        loop->revoke_epoch++;
         if (loop->txn_open && !loop->fatal) {
             if (rd_kafka_assignment_lost(rk)) {
                 tx_abort(loop, "the partitions were lost", true);
@@ -535,31 +560,71 @@ static void tx_emit(tx_loop_t *loop, rd_kafka_message_t *rkm, const tx_outcome_t
     tx_counters_latency(&loop->counters, (uint64_t)(mono_us() - t0));
 }
 
-/* Map a batch (on the pool) and produce its outcomes in order. msgs: borrowed. */
-static void tx_handle_batch(tx_loop_t *loop, rd_kafka_message_t **msgs, size_t n)
+/* Drop a batch: its messages are consumed again (after a rewind, or by the partitions' next
+ * owner, from the committed offsets). Waits for the pool first when the batch is in flight. */
+static void batch_drop(tx_loop_t *loop, tx_batch_t *b)
 {
-    int64_t t0 = mono_us();
-    if (!loop->txn_open && tx_begin(loop) != DW_OK)
-        return;
-    tx_pool_map(loop->pool, loop->set, msgs, n, (size_t)loop->max_event_bytes, loop->outs,
-                loop->errs);
-    for (size_t i = 0; i < n; i++) {
-        if (loop->fatal || !loop->txn_open)
+    if (b == loop->inflight) {
+        tx_pool_wait(loop->pool);
+        loop->inflight = NULL;
+    }
+    for (size_t i = 0; i < b->n; i++) {
+        tx_outcome_clear(&b->outs[i]);
+        rd_kafka_message_destroy(b->msgs[i]);
+    }
+    b->n = 0;
+}
+
+/* Hand a batch to the pool's threads. */
+static void batch_start(tx_loop_t *loop, tx_batch_t *b)
+{
+    b->t0_us = mono_us();
+    tx_pool_start(loop->pool, loop->set, b->msgs, b->n, (size_t)loop->max_event_bytes, b->outs,
+                  b->errs);
+    loop->inflight = b;
+}
+
+/* Produce the outcomes of a mapped batch in input order, in the open transaction (begun when
+ * none is); its messages are let go. An abort on the way: the rest is consumed again. */
+static void batch_emit(tx_loop_t *loop, tx_batch_t *b)
+{
+    uint64_t aborts = loop->abort_epoch;
+    if (!loop->fatal && !loop->txn_open && b->n > 0)
+        tx_begin(loop);
+    for (size_t i = 0; i < b->n; i++) {
+        if (loop->fatal || !loop->txn_open || loop->abort_epoch != aborts)
             break; /* aborted and rewound: the rest is consumed again */
-        if (loop->errs[i]) {
-            tx_fatal(loop, loop->errs[i], "out of memory");
+        if (b->errs[i]) {
+            tx_fatal(loop, b->errs[i], "out of memory");
             break;
         }
-        tx_emit(loop, msgs[i], &loop->outs[i], t0);
+        tx_emit(loop, b->msgs[i], &b->outs[i], b->t0_us);
     }
-    for (size_t i = 0; i < n; i++)
-        tx_outcome_clear(&loop->outs[i]);
+    for (size_t i = 0; i < b->n; i++) {
+        tx_outcome_clear(&b->outs[i]);
+        rd_kafka_message_destroy(b->msgs[i]);
+    }
+    b->n = 0;
+    if (loop->abort_epoch != aborts && loop->inflight)
+        batch_drop(loop, loop->inflight); /* fetched before the rewind: consumed again */
+}
+
+/* Wait for the batch in flight and produce it. */
+static void batch_produce(tx_loop_t *loop)
+{
+    tx_batch_t *b = loop->inflight;
+    if (!b)
+        return;
+    tx_pool_wait(loop->pool);
+    loop->inflight = NULL;
+    batch_emit(loop, b);
 }
 
 /* ---------------------------------------------------------------- reload */
 
 static void tx_reload(tx_loop_t *loop)
 {
+    batch_produce(loop); /* what was mapped with the old set goes out before the swap */
     char errstr[1024];
     const char *maps_dir = dw_conf_get_str(loop->conf, "maps.dir");
     const char *meta_dir = dw_conf_get_str(loop->conf, "maps.metadata_dir");
@@ -603,6 +668,9 @@ static void tx_reload(tx_loop_t *loop)
     }
     DW_INFO(FAC, "maps reloaded: %zu map(s): %s%s", dw_mapset_count(set), versions,
             o >= sizeof(versions) - 1 ? "..." : "");
+    const char *pattern = dw_conf_get_str(loop->conf, "transform.subscribe_pattern");
+    if (pattern && *pattern)
+        changed = false; /* the pattern stays; topics of maps no longer loaded: unknown_map */
     if (changed && subscribe(loop, errstr, sizeof(errstr)) != DW_OK)
         tx_fatal(loop, DW_ERR_KAFKA, errstr);
 }
@@ -659,11 +727,16 @@ tx_loop_t *tx_loop_new(const dw_conf_t *conf, int *exit_code, char *errstr, size
     loop->threads = dw_conf_get_int(conf, "transform.threads");
     loop->batch_messages = dw_conf_get_int(conf, "transform.batch_messages");
     offsets_reset(loop);
-    loop->batch = calloc((size_t)loop->batch_messages, sizeof(*loop->batch));
-    loop->outs = calloc((size_t)loop->batch_messages, sizeof(*loop->outs));
-    loop->errs = calloc((size_t)loop->batch_messages, sizeof(*loop->errs));
+    bool slots_ok = true;
+    for (int k = 0; k < 2; k++) {
+        tx_batch_t *b = &loop->slots[k];
+        b->msgs = calloc((size_t)loop->batch_messages, sizeof(*b->msgs));
+        b->outs = calloc((size_t)loop->batch_messages, sizeof(*b->outs));
+        b->errs = calloc((size_t)loop->batch_messages, sizeof(*b->errs));
+        slots_ok = slots_ok && b->msgs && b->outs && b->errs;
+    }
     loop->pool = tx_pool_new((int)loop->threads);
-    if (!loop->batch || !loop->outs || !loop->errs || !loop->pool) {
+    if (!slots_ok || !loop->pool) {
         dw_errf(DW_ERR_NOMEM, errstr, errstr_size, "out of memory or threads");
         tx_loop_destroy(loop);
         return NULL;
@@ -681,6 +754,14 @@ tx_loop_t *tx_loop_new(const dw_conf_t *conf, int *exit_code, char *errstr, size
     dw_err_t err = parse_served(loop, dw_conf_get_str(conf, "transform.maps"), errstr, errstr_size);
     if (err) {
         *exit_code = err == DW_ERR_NOMEM ? 1 : 2;
+        goto fail;
+    }
+    const char *pattern = dw_conf_get_str(conf, "transform.subscribe_pattern");
+    if (pattern && *pattern && pattern[0] != '^') {
+        dw_errf(DW_ERR_CONFIG, errstr, errstr_size,
+                "transform.subscribe_pattern: a regular expression starts with ^ (\"%s\")",
+                pattern);
+        *exit_code = 2;
         goto fail;
     }
     const char *maps_dir = dw_conf_get_str(conf, "maps.dir");
@@ -779,32 +860,6 @@ static void consumer_error(tx_loop_t *loop, const rd_kafka_message_t *rkm)
     }
 }
 
-/* After a rebalance during the gathering: messages of partitions this instance no longer owns
- * are dropped (their new owner starts at the offsets committed on revoke); the rest follow the
- * last processed message of their partition, so they stay. Returns the new count. */
-static size_t tx_drop_unassigned(tx_loop_t *loop, size_t n)
-{
-    rd_kafka_topic_partition_list_t *owned = NULL;
-    if (rd_kafka_assignment(loop->consumer, &owned) != RD_KAFKA_RESP_ERR_NO_ERROR) {
-        for (size_t i = 0; i < n; i++)
-            rd_kafka_message_destroy(loop->batch[i]);
-        loop->need_rewind = true;
-        return 0;
-    }
-    size_t k = 0;
-    for (size_t i = 0; i < n; i++) {
-        rd_kafka_message_t *m = loop->batch[i];
-        if (rd_kafka_topic_partition_list_find(owned, rd_kafka_topic_name(m->rkt), m->partition))
-            loop->batch[k++] = m;
-        else
-            rd_kafka_message_destroy(m);
-    }
-    rd_kafka_topic_partition_list_destroy(owned);
-    if (k < n)
-        DW_INFO(FAC, "dropped %zu fetched message(s) of revoked partitions", n - k);
-    return k;
-}
-
 dw_err_t tx_loop_run(tx_loop_t *loop, char *errstr, size_t errstr_size)
 {
     int64_t last_stats = mono_ms();
@@ -822,49 +877,65 @@ dw_err_t tx_loop_run(tx_loop_t *loop, char *errstr, size_t errstr_size)
             }
         }
         int timeout = (int)loop->poll_ms;
-        if (loop->txn_open) {
+        if (loop->inflight) {
+            timeout = 0; /* a batch waits to be produced: take what is ready, no more */
+        } else if (loop->txn_open) {
             int64_t left = loop->txn_start_ms + loop->commit_interval_ms - mono_ms();
             timeout = left < 0 ? 0 : (left < timeout ? (int)left : timeout);
         }
-        /* gather a batch: wait for the first message, take what is ready after it */
+        /* gather a batch into the free slot: wait for the first message, take what is ready
+         * after it (while the pool maps the batch in flight) */
+        tx_batch_t *b = loop->inflight == &loop->slots[0] ? &loop->slots[1] : &loop->slots[0];
         size_t cap = (size_t)loop->batch_messages;
-        if (loop->txn_open) {
-            long long room = loop->commit_messages - (long long)loop->pending.consumed;
-            if (room < 1)
-                room = 1;
-            if ((size_t)room < cap)
-                cap = (size_t)room;
-        }
-        size_t n = 0;
-        uint64_t epoch = loop->rebalance_epoch;
+        long long room = loop->commit_messages - (long long)loop->pending.consumed -
+                         (long long)(loop->inflight ? loop->inflight->n : 0);
+        if (room < 1)
+            room = 1;
+        if ((size_t)room < cap)
+            cap = (size_t)room;
+        uint64_t revokes = loop->revoke_epoch, aborts = loop->abort_epoch;
         rd_kafka_message_t *rkm = rd_kafka_consumer_poll(loop->consumer, timeout);
         while (rkm) {
             if (rkm->err) {
                 consumer_error(loop, rkm);
                 rd_kafka_message_destroy(rkm);
             } else {
-                loop->batch[n++] = rkm;
+                b->msgs[b->n++] = rkm;
             }
-            if (n >= cap || loop->fatal)
+            if (b->n >= cap || loop->fatal)
                 break;
             rkm = rd_kafka_consumer_poll(loop->consumer, 0);
         }
-        if (n > 0 && loop->need_rewind) {
-            /* the rebalance callback aborted: what was fetched is consumed again */
-            for (size_t i = 0; i < n; i++)
-                rd_kafka_message_destroy(loop->batch[i]);
-            n = 0;
+        if (loop->need_rewind || revokes != loop->revoke_epoch || aborts != loop->abort_epoch) {
+            /* partitions went (their transaction was committed or aborted in the callback):
+             * nothing fetched before is produced; the consumer goes back to the committed
+             * offsets of what it still owns, so no message is lost or produced twice even when
+             * a partition came back in the same turn */
+            if (loop->inflight)
+                batch_drop(loop, loop->inflight);
+            batch_drop(loop, b);
+            if (!loop->fatal) {
+                tx_commit(loop, false);
+                rewind_now(loop);
+            }
+            continue;
         }
-        if (n > 0 && epoch != loop->rebalance_epoch)
-            n = tx_drop_unassigned(loop, n);
-        if (n > 0 && !loop->fatal)
-            tx_handle_batch(loop, loop->batch, n);
-        for (size_t i = 0; i < n; i++)
-            rd_kafka_message_destroy(loop->batch[i]);
+        /* map the new batch on the pool's threads while this one produces the one before */
+        tx_batch_t *prev = loop->inflight;
+        if (prev) {
+            tx_pool_wait(loop->pool); /* the loop thread helps with what is left of it */
+            loop->inflight = NULL;
+        }
+        if (b->n > 0 && !loop->fatal)
+            batch_start(loop, b);
+        if (prev)
+            batch_emit(loop, prev);
         int64_t now = mono_ms();
         if (loop->txn_open && ((long long)loop->pending.consumed >= loop->commit_messages ||
                                now - loop->txn_start_ms >= loop->commit_interval_ms))
-            tx_commit(loop, false);
+            tx_commit(loop, false); /* while the pool maps the next batch */
+        if (loop->abort_epoch != aborts && loop->inflight)
+            batch_drop(loop, loop->inflight); /* aborted and rewound: consumed again */
         if (loop->stats_interval_ms > 0 && now - last_stats >= loop->stats_interval_ms) {
             char line[1024];
             tx_counters_format(&loop->counters, line, sizeof(line));
@@ -874,8 +945,11 @@ dw_err_t tx_loop_run(tx_loop_t *loop, char *errstr, size_t errstr_size)
     }
     if (!loop->fatal) {
         DW_INFO(FAC, "stopping: committing the open transaction");
+        batch_produce(loop);
         tx_commit(loop, false);
     }
+    if (loop->inflight)
+        batch_drop(loop, loop->inflight);
     char line[1024];
     tx_counters_format(&loop->counters, line, sizeof(line));
     DW_INFO(FAC, "counters: %s", line);
@@ -907,9 +981,14 @@ void tx_loop_destroy(tx_loop_t *loop)
     if (loop->offsets)
         rd_kafka_topic_partition_list_destroy(loop->offsets);
     tx_pool_destroy(loop->pool);
-    free(loop->batch);
-    free(loop->outs);
-    free(loop->errs);
+    for (int k = 0; k < 2; k++) {
+        tx_batch_t *b = &loop->slots[k];
+        if (b->msgs)
+            batch_drop(loop, b);
+        free(b->msgs);
+        free(b->outs);
+        free(b->errs);
+    }
     dw_mapset_destroy(loop->set);
     free_names(loop->served, loop->nserved);
     free_names(loop->topics, loop->ntopics);

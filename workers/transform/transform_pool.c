@@ -3,7 +3,8 @@
  * is read-only, the mapper thread-safe), so the batch is split by an atomic index between the
  * calling thread and the pool's threads; the caller waits until every message has its outcome
  * and every thread has let go of the batch, then produces the outcomes in order itself. Only
- * the calling thread touches Kafka.
+ * the calling thread touches Kafka. tx_pool_start/tx_pool_wait split it, so the caller can
+ * produce the previous batch (and commit) while the threads map the next one.
  */
 #include <pthread.h>
 #include <stdatomic.h>
@@ -92,8 +93,8 @@ tx_pool_t *tx_pool_new(int nthreads)
     return pool;
 }
 
-void tx_pool_map(tx_pool_t *pool, const dw_mapset_t *set, rd_kafka_message_t **msgs, size_t n,
-                 size_t max_bytes, tx_outcome_t *outs, dw_err_t *errs)
+void tx_pool_start(tx_pool_t *pool, const dw_mapset_t *set, rd_kafka_message_t **msgs, size_t n,
+                   size_t max_bytes, tx_outcome_t *outs, dw_err_t *errs)
 {
     pthread_mutex_lock(&pool->mu);
     /* a thread that woke late for the previous batch (and found it finished) lets go first */
@@ -107,17 +108,28 @@ void tx_pool_map(tx_pool_t *pool, const dw_mapset_t *set, rd_kafka_message_t **m
     pool->max_bytes = max_bytes;
     atomic_store(&pool->next, 0);
     atomic_store(&pool->done, 0);
-    if (pool->nthreads > 0 && n > 1) {
+    if (pool->nthreads > 0 && n > 0) {
         pool->gen++;
         pthread_cond_broadcast(&pool->cv_work);
     }
     pthread_mutex_unlock(&pool->mu);
+}
+
+void tx_pool_wait(tx_pool_t *pool)
+{
     run_items(pool);
     pthread_mutex_lock(&pool->mu);
-    while (atomic_load(&pool->done) < n || pool->active > 0)
+    while (atomic_load(&pool->done) < pool->n || pool->active > 0)
         pthread_cond_wait(&pool->cv_done, &pool->mu);
     pool->n = 0;
     pthread_mutex_unlock(&pool->mu);
+}
+
+void tx_pool_map(tx_pool_t *pool, const dw_mapset_t *set, rd_kafka_message_t **msgs, size_t n,
+                 size_t max_bytes, tx_outcome_t *outs, dw_err_t *errs)
+{
+    tx_pool_start(pool, set, msgs, n, max_bytes, outs, errs);
+    tx_pool_wait(pool);
 }
 
 void tx_pool_destroy(tx_pool_t *pool)

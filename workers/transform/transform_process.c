@@ -44,7 +44,6 @@ dw_err_t tx_process(const dw_mapset_t *set, const char *topic, const void *value
     dw_mapper_error_t merr;
     dw_mapper_result_t res = {0};
     bool have_res = false;
-    json_t *cmd = NULL;
     char msg[512];
 
     char tmap[DW_KAFKA_MAP_MAX + 1];
@@ -120,12 +119,21 @@ dw_err_t tx_process(const dw_mapset_t *set, const char *topic, const void *value
         }
         have_res = true;
     }
-    cmd = dw_command_build(&ev, map, target, have_res ? &res : NULL);
-    if (!cmd) {
-        ret = DW_ERR_NOMEM;
-        goto done;
+    /* Loop prevention for a map that runs both ways: the record's content as the origin side
+     * will see it come back (the writer keeps it in its ledger), and the origin's key. */
+    bool both = dw_map_direction(map) == DW_MAP_BOTH;
+    char ohash[DW_SHA256_HEX_SIZE];
+    bool have_ohash = false;
+    if (both && have_res && ev.op != DW_EVENT_DELETE) {
+        dw_err_t orc = dw_mapper_origin_hash(map, dir, &res, ohash, &merr);
+        if (orc == DW_ERR_NOMEM) {
+            ret = DW_ERR_NOMEM;
+            goto done;
+        }
+        have_ohash = orc == DW_OK;
     }
-    out->value = dw_mapper_dumps(cmd, 0, &out->value_len);
+    out->value = dw_command_text(&ev, map, target, have_res ? &res : NULL,
+                                 have_ohash ? ohash : NULL, both, &out->value_len);
     if (!out->value) {
         ret = DW_ERR_NOMEM;
         goto done;
@@ -145,7 +153,6 @@ dw_err_t tx_process(const dw_mapset_t *set, const char *topic, const void *value
     if (!dw_envelope_rfc3339(ev.capture_ts, &out->capture_ms))
         out->capture_ms = 0;
 done:
-    json_decref(cmd);
     dw_mapper_result_clear(&res);
     dw_event_clear(&ev);
     if (ret != DW_OK)
