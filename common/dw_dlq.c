@@ -73,7 +73,11 @@ rd_kafka_headers_t *dw_dlq_headers(const rd_kafka_headers_t *orig, const dw_dlq_
         if (!end || *end || prev < 0)
             prev = 0;
     }
-    snprintf(attempts, sizeof(attempts), "%lld", prev + 1);
+    snprintf(attempts, sizeof(attempts), "%lld", prev + (info->attempts > 0 ? info->attempts : 1));
+    if (!had_first && info->first_ms > 0 && info->first_ms <= now_ms)
+        dw_dlq_format_ts(info->first_ms, first, sizeof(first));
+    else if (!had_first)
+        snprintf(first, sizeof(first), "%s", now);
     snprintf(part, sizeof(part), "%" PRId32, info->origin_partition);
     snprintf(off, sizeof(off), "%" PRId64, info->origin_offset);
     snprintf(status, sizeof(status), "%d", info->http_status);
@@ -83,7 +87,7 @@ rd_kafka_headers_t *dw_dlq_headers(const rd_kafka_headers_t *orig, const dw_dlq_
         add(h, DW_DLQ_HDR_ORIGIN_TOPIC, info->origin_topic) ||
         add(h, DW_DLQ_HDR_ORIGIN_PART, info->origin_topic ? part : NULL) ||
         add(h, DW_DLQ_HDR_ORIGIN_OFFSET, info->origin_topic ? off : NULL) ||
-        add(h, DW_DLQ_HDR_FIRST_FAILURE, had_first ? first : now) ||
+        add(h, DW_DLQ_HDR_FIRST_FAILURE, first) ||
         add(h, DW_DLQ_HDR_LAST_FAILURE, now) || add(h, DW_DLQ_HDR_ATTEMPTS, attempts) ||
         add(h, DW_DLQ_HDR_HTTP_STATUS, info->http_status ? status : NULL) ||
         add(h, DW_DLQ_HDR_TARGET_CODE, info->target_code) ||

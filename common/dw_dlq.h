@@ -36,6 +36,8 @@
 #define DW_DLQ_CLASS_VALIDATION  "validation"   /* the target rejected the record (4xx) */
 #define DW_DLQ_CLASS_SCHEMA      "schema_drift" /* unknown or required column at the target */
 #define DW_DLQ_CLASS_UNAVAILABLE "unavailable"  /* retry budget spent (on_unavailable: fail) */
+#define DW_DLQ_CLASS_LOOKUP_MISSING "lookup_missing" /* a referenced record never appeared */
+#define DW_DLQ_CLASS_UNKNOWN     "unknown"      /* the target's answer could not be classified */
 
 /* The map name of dwfleet's dead-letter topic for records no map claims: dw._unknown.dlq. */
 #define DW_DLQ_UNKNOWN_MAP "_unknown"
@@ -54,6 +56,8 @@ typedef struct dw_dlq_info_s {
     const char *instance;
     int http_status; /* 0: none */
     const char *target_code;
+    int attempts;     /* this stage's attempts (writer retries); 0: one */
+    int64_t first_ms; /* this stage's first failure, ms since the epoch; 0: now_ms */
 } dw_dlq_info_t;
 
 /* Format ms since the epoch as RFC 3339 UTC with milliseconds ("2024-03-01T10:00:00.125Z").
@@ -64,7 +68,8 @@ void dw_dlq_format_ts(int64_t ms, char *buf, size_t size);
  * The headers of a dead letter: a copy of orig (borrowed, may be NULL) without its dw.error.*
  * headers, then the dw.error.* headers of info. A record that failed before (orig carries
  * dw.error.first_failure_ts and dw.error.attempts: a replay that failed again) keeps its first
- * failure time and counts one more attempt; else attempts is 1. New headers (the produce call
+ * failure time and counts info->attempts (at least one) more; else attempts is info->attempts
+ * (at least 1) and the first failure info->first_ms (when set). New headers (the produce call
  * takes them), or NULL when out of memory.
  */
 rd_kafka_headers_t *dw_dlq_headers(const rd_kafka_headers_t *orig, const dw_dlq_info_t *info);

@@ -449,7 +449,7 @@ static bool dv_company_binds(wctx_t *w, size_t i)
         }
         if (err || status != 200) {
             char m2[640];
-            snprintf(m2, sizeof(m2), "%s: company of %s: %s", k, cref, msg);
+            snprintf(m2, sizeof(m2), "%.100s: company of %.200s: %.300s", k, cref, msg);
             dw_wclass_t cls = err || !status ? DW_WCLASS_TRANSIENT
                               : status == 404
                                   ? DW_WCLASS_LOOKUP_MISSING
@@ -519,7 +519,7 @@ static bool dv_resolve_keys(wctx_t *w, size_t i)
         }
         if (status == 404) {
             char m2[512];
-            snprintf(m2, sizeof(m2), "%s: %s", ref, msg);
+            snprintf(m2, sizeof(m2), "%.150s: %.350s", ref, msg);
             set_outcome(w, i, DW_WCLASS_LOOKUP_MISSING, status, code, m2, -1);
         } else {
             dw_wclass_t cls = status ? dw_target_classify(false, status, NULL, 0, NULL, 0, NULL, 0)

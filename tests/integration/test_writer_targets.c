@@ -1,0 +1,1137 @@
+/*
+ * Integration tests of dw-writer against the real broker and PostgreSQL and the emulators:
+ * commands are produced to dw.<map>.to-dv|to-fo of a copy of the currencies map renamed for the
+ * test (its own topics, groups and ledger rows), the writer runs as a child process and the rows
+ * are read back from the emulator. Dataverse (writer_dv): the happy path (rows, ledger, offsets),
+ * one invalid record among 1,000 plus a poison pill (only they are dead-lettered, with the
+ * writer's headers; offsets committed), echo and stale commands not written, a 503 outage with
+ * on_unavailable=queue (nothing lost, resumes by itself) and with fail (dead letters after the
+ * budget), a 429 storm (retried, nothing dead-lettered), memory bounded by pausing, kill -9 in
+ * mid-stream and restart (every record present once), a second instance joining under load, a
+ * missing lookup retried until the referenced record arrives (or dead-lettered) while other keys
+ * flow. F&O (writer_fo): creates and updates,
+ * a delete by Dataverse row id resolved through the ledger (and one that cannot be), and a
+ * bidirectional exchange through both writers where each change is written once (no ping-pong).
+ * Every writer's log is checked for sanitizer reports when it stops.
+ */
+#include <criterion/criterion.h>
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <jansson.h>
+#include <libpq-fe.h>
+#include <librdkafka/rdkafka.h>
+
+#include "dw_config.h"
+#include "dw_dlq.h"
+#include "dw_file.h"
+#include "dw_kafka.h"
+#include "dw_testemu.h"
+#include "dw_testutil.h"
+
+extern char **environ;
+
+#define ADMIN      "test-admin-secret"
+#define TIMEOUT_MS 20000
+#define HASH_A     "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+#define HASH_B     "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"
+#define HASH_C     "cccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccc"
+
+static const dw_conf_def_t *const tables[] = {dw_conf_common_defs, NULL};
+static dw_conf_t *conf;
+static rd_kafka_t *admin, *producer;
+static dw_testemu_t *emu, *emu2; /* emu2: the other system's, when a test needs both */
+static char suffix[64], map[96], topic[160], dlq[160], group[160];
+static char pmap[96]; /* the products map of the test (its topics only made by the test that
+                         uses it) */
+static char dir[256], maps_dir[300], wlog[400];
+static pid_t writer = -1;
+static const char *sys = "dv";        /* the target of the suite */
+static int32_t produce_partition = 0; /* RD_KAFKA_PARTITION_UA: by key */
+static int committed_partitions = 1;  /* partitions whose committed offsets wait_committed sums */
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void sleep_ms(int ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+static void setup(void)
+{
+    bool fo = strcmp(sys, "fo") == 0;
+    const char *bootstrap = getenv("DW_KAFKA_BOOTSTRAP");
+    cr_assert(bootstrap && *bootstrap, "DW_KAFKA_BOOTSTRAP is not set (scripts/services.sh env)");
+    cr_assert(getenv("DW_PG_DSN"), "DW_PG_DSN is not set");
+    char errstr[1024] = "";
+    conf = dw_conf_new(tables, NULL, errstr, sizeof(errstr));
+    cr_assert_not_null(conf, "%s", errstr);
+    cr_assert_eq(dw_conf_set(conf, "kafka.bootstrap.servers", bootstrap, DW_CONF_SRC_ENV,
+                             "DW_KAFKA_BOOTSTRAP", errstr, sizeof(errstr)),
+                 DW_OK, "%s", errstr);
+    admin = dw_kafka_admin_new(conf, errstr, sizeof(errstr));
+    cr_assert_not_null(admin, "%s", errstr);
+    dw_kafka_producer_opts_t popts;
+    dw_kafka_producer_opts_init(&popts);
+    producer = dw_kafka_producer_new(conf, &popts, errstr, sizeof(errstr));
+    cr_assert_not_null(producer, "%s", errstr);
+
+    snprintf(suffix, sizeof(suffix), "%s", dw_test_unique("wr"));
+    snprintf(map, sizeof(map), "currencies_%s", suffix);
+    snprintf(pmap, sizeof(pmap), "products_%s", suffix);
+    snprintf(topic, sizeof(topic), "dw.%s.to-%s", map, sys);
+    snprintf(dlq, sizeof(dlq), "dw.%s.dlq", map);
+    snprintf(group, sizeof(group), "dw-writer-%s", suffix);
+    snprintf(dir, sizeof(dir), "%s", dw_test_tmpdir_new());
+    snprintf(maps_dir, sizeof(maps_dir), "%s/maps", dir);
+    snprintf(wlog, sizeof(wlog), "%s/writer.log", dir);
+    const char *bases[] = {"currencies", NULL};
+    cr_assert_eq(dw_test_maps_copy(maps_dir, bases, suffix, errstr, sizeof(errstr)), 0, "%s",
+                 errstr);
+    /* products, renamed by hand (its entity set has the map's name), looking up the currencies
+     * map of the test */
+    json_error_t jerr;
+    json_t *pm = json_load_file(DW_SOURCE_DIR "/schemas/maps/products.json", 0, &jerr);
+    cr_assert_not_null(pm, "%s", jerr.text);
+    json_object_set_new(pm, "name", json_string(pmap));
+    size_t i;
+    json_t *f;
+    json_array_foreach(json_object_get(pm, "fields"), i, f)
+    {
+        json_t *lk = json_object_get(json_object_get(f, "transform"), "lookup");
+        const char *lm = json_string_value(json_object_get(lk, "map"));
+        if (lm && strcmp(lm, "currencies") == 0)
+            json_object_set_new(lk, "map", json_string(map));
+    }
+    char ppath[512];
+    snprintf(ppath, sizeof(ppath), "%s/%s.json", maps_dir, pmap);
+    cr_assert_eq(json_dump_file(pm, ppath, JSON_INDENT(1)), 0);
+    json_decref(pm);
+
+    static const char *const tconf[] = {"retention.ms", "3600000", NULL};
+    dw_kafka_topic_spec_t specs[2] = {{topic, 1, 1, tconf, false, DW_OK},
+                                      {dlq, 1, 1, tconf, false, DW_OK}};
+    cr_assert_eq(dw_kafka_topics_create(admin, specs, 2, TIMEOUT_MS, errstr, sizeof(errstr)), DW_OK,
+                 "%s", errstr);
+
+    const char *args[] = {"--limits", "off", "-X", "emulator.admin_secret=" ADMIN, NULL};
+    emu = dw_testemu_start(sys, fo ? "emu_wrfo" : "emu_wr", args, NULL, errstr, sizeof(errstr));
+    cr_assert(emu, "%s", errstr);
+}
+
+static void stop_writer_kill(void)
+{
+    if (writer > 0) {
+        kill(writer, SIGKILL);
+        waitpid(writer, NULL, 0);
+        writer = -1;
+    }
+}
+
+static void teardown(void)
+{
+    stop_writer_kill();
+    dw_testemu_destroy(emu);
+    dw_testemu_destroy(emu2);
+    emu = emu2 = NULL;
+    if (producer) {
+        rd_kafka_flush(producer, 5000);
+        rd_kafka_destroy(producer);
+        producer = NULL;
+    }
+    if (admin) {
+        char other[200];
+        snprintf(other, sizeof(other), "dw.%s.to-%s", map, strcmp(sys, "fo") == 0 ? "dv" : "fo");
+        char ptopic[200], pdlq[200];
+        snprintf(ptopic, sizeof(ptopic), "dw.%s.to-dv", pmap);
+        snprintf(pdlq, sizeof(pdlq), "dw.%s.dlq", pmap);
+        const char *names[] = {topic, dlq, other, ptopic, pdlq};
+        char errstr[512];
+        dw_kafka_topics_delete(admin, names, 5, TIMEOUT_MS, errstr, sizeof(errstr));
+        rd_kafka_destroy(admin);
+        admin = NULL;
+    }
+    PGconn *pg = PQconnectdb(getenv("DW_PG_DSN"));
+    if (PQstatus(pg) == CONNECTION_OK) {
+        const char *p[1] = {map};
+        PQclear(
+            PQexecParams(pg, "DELETE FROM dw_ledger WHERE map = $1", 1, NULL, p, NULL, NULL, 0));
+        PQclear(PQexecParams(pg, "DELETE FROM dw_record_ids WHERE map = $1", 1, NULL, p, NULL, NULL,
+                             0));
+    }
+    PQfinish(pg);
+    dw_test_tmpdir_remove();
+    dw_conf_destroy(conf);
+    conf = NULL;
+    produce_partition = 0;
+    committed_partitions = 1;
+}
+
+static void setup_dv(void)
+{
+    sys = "dv";
+    setup();
+}
+
+static void setup_fo(void)
+{
+    sys = "fo";
+    setup();
+}
+
+TestSuite(writer_dv, .init = setup_dv, .fini = teardown, .timeout = 90);
+TestSuite(writer_fo, .init = setup_fo, .fini = teardown, .timeout = 90);
+
+/* ---------------------------------------------------------------- helpers */
+
+static void start_writer_on(const char *target, dw_testemu_t *e, const char *const *extra)
+{
+    char url[128], token_url[160], a_maps[400], a_meta[400], a_group[200], cid[64], secret[96];
+    snprintf(url, sizeof(url), "%s.url=http://127.0.0.1:%d", target, dw_testemu_port(e));
+    snprintf(token_url, sizeof(token_url),
+             "%s.token_url=http://127.0.0.1:%d/contoso/oauth2/v2.0/token", target,
+             dw_testemu_port(e));
+    snprintf(cid, sizeof(cid), "%s.client_id=dwfleet", target);
+    snprintf(secret, sizeof(secret), "%s.client_secret=dwfleet-local-secret", target);
+    snprintf(a_maps, sizeof(a_maps), "maps.dir=%s", maps_dir);
+    snprintf(a_meta, sizeof(a_meta), "maps.metadata_dir=%s", DW_SOURCE_DIR "/schemas/metadata");
+    snprintf(a_group, sizeof(a_group), "writer.group_id=%s%s", group,
+             strcmp(target, "fo") == 0 ? "-fo" : "");
+    char a_served[200];
+    snprintf(a_served, sizeof(a_served), "writer.maps=%s", map);
+    const char *argv[80] = {"dw-writer",
+                            "--target",
+                            target,
+                            "-X",
+                            url,
+                            "-X",
+                            token_url,
+                            "-X",
+                            cid,
+                            "-X",
+                            secret,
+                            "-X",
+                            a_maps,
+                            "-X",
+                            a_meta,
+                            "-X",
+                            a_group,
+                            "-X",
+                            "writer.instance_id=it-1",
+                            "-X",
+                            "writer.batch_linger_ms=20",
+                            "-X",
+                            "writer.stats_interval_ms=300",
+                            "-X",
+                            "writer.commit_interval_ms=200",
+                            "-X",
+                            "writer.retry_initial_ms=100",
+                            "-X",
+                            "writer.retry_max_ms=1000",
+                            "-X",
+                            "writer.create_topics=false",
+                            "-X",
+                            "kafka.session.timeout.ms=6000",
+                            "-X",
+                            a_served,
+                            "--log-level",
+                            "info"};
+    int a = 0;
+    while (argv[a])
+        a++;
+    for (int i = 0; extra && extra[i] && a < 78; i++)
+        argv[a++] = extra[i];
+    argv[a] = NULL;
+    writer = dw_test_spawn(DW_BIN_DIR "/dw-writer", argv, environ, wlog);
+    cr_assert(writer > 0, "spawn dw-writer: %s", strerror(errno));
+}
+
+static void start_writer(const char *const *extra)
+{
+    start_writer_on(sys, emu, extra);
+}
+
+static void dump_log(void);
+
+static int stop_writer(void)
+{
+    int st = 0;
+    kill(writer, SIGTERM);
+    int64_t deadline = now_ms() + 30000;
+    while (waitpid(writer, &st, WNOHANG) == 0) {
+        if (now_ms() > deadline) {
+            kill(writer, SIGKILL);
+            waitpid(writer, &st, 0);
+            break;
+        }
+        sleep_ms(20);
+    }
+    writer = -1;
+    if (getenv("DW_WRITER_TEST_LOG")) /* DW_WRITER_TEST_LOG=1: show the writer's log */
+        dump_log();
+    char *text = dw_file_read(wlog);
+    bool sanitizer = text && (strstr(text, "Sanitizer") || strstr(text, "runtime error:"));
+    if (sanitizer)
+        cr_log_error("sanitizer report in the writer's log:\n%s", text);
+    free(text);
+    cr_assert_not(sanitizer, "dw-writer: sanitizer report");
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+static bool log_has(const char *needle)
+{
+    char *text = dw_file_read(wlog);
+    bool found = text && strstr(text, needle);
+    free(text);
+    return found;
+}
+
+/* The value of counter name in the writer's last counters line (-1: none). */
+static long log_counter(const char *name)
+{
+    char *text = dw_file_read(wlog);
+    long v = -1;
+    char needle[64];
+    snprintf(needle, sizeof(needle), " %s=", name);
+    for (const char *p = text ? strstr(text, needle) : NULL; p; p = strstr(p + 1, needle))
+        v = atol(p + strlen(needle));
+    free(text);
+    return v;
+}
+
+static void dump_log(void)
+{
+    char *text = dw_file_read(wlog);
+    if (text) {
+        size_t n = strlen(text);
+        cr_log_info("writer log (tail):\n%s", n > 6000 ? text + n - 6000 : text);
+    }
+    free(text);
+}
+
+/* Produce an upsert of currency code (the key) with name and symbol. */
+static void produce_cmd(const char *code, const char *version, const char *hash, const char *name,
+                        const char *symbol)
+{
+    char value[2048];
+    snprintf(value, sizeof(value),
+             "{\"version\":1,\"map\":\"%s\",\"map_version\":1,\"target\":\"dv\",\"op\":\"upsert\","
+             "\"target_key\":{\"isocurrencycode\":\"%s\"},\"fields\":{\"isocurrencycode\":\"%s\","
+             "\"currencyname\":\"%s\",\"currencysymbol\":\"%s\",\"exchangerate\":1.0},"
+             "\"source_version\":\"%s\",\"content_hash\":\"%s\",\"correlation_id\":\"it-%s\","
+             "\"source_ts\":\"2024-01-01T00:00:00Z\"}",
+             map, code, code, name, symbol, version, hash, code);
+    dw_kafka_msg_t m = DW_KAFKA_MSG_INIT;
+    m.topic = topic;
+    m.partition = 0;
+    m.key = code;
+    m.key_len = strlen(code);
+    m.value = value;
+    m.value_len = strlen(value);
+    char errstr[512];
+    cr_assert_eq(dw_kafka_produce(producer, &m, NULL, 5000, errstr, sizeof(errstr)), DW_OK, "%s",
+                 errstr);
+}
+
+static void produce_to(const char *to, const char *key, const char *value)
+{
+    dw_kafka_msg_t m = DW_KAFKA_MSG_INIT;
+    m.topic = to;
+    m.partition = produce_partition;
+    m.key = key;
+    m.key_len = strlen(key);
+    m.value = value;
+    m.value_len = strlen(value);
+    char errstr[512];
+    cr_assert_eq(dw_kafka_produce(producer, &m, NULL, 5000, errstr, sizeof(errstr)), DW_OK, "%s",
+                 errstr);
+}
+
+static void produce_raw(const char *key, const char *value)
+{
+    produce_to(topic, key, value);
+}
+
+static void flush_producer(void)
+{
+    cr_assert_eq(rd_kafka_flush(producer, 10000), RD_KAFKA_RESP_ERR_NO_ERROR);
+}
+
+/* Rows of the emulator whose symbol is sym; -1 on failure. */
+static long count_rows(const char *sym)
+{
+    char path[256];
+    snprintf(path, sizeof(path),
+             "transactioncurrencies?$select=isocurrencycode&$filter=currencysymbol eq '%s'"
+             "&$count=true",
+             sym);
+    const char *h[] = {"Prefer: odata.maxpagesize=5000", NULL};
+    dw_testemu_resp_t r;
+    dw_testemu_request(emu, &r, "GET", path, NULL, h);
+    long n = -1;
+    if (r.status == 200 && r.json)
+        n = (long)json_array_size(json_object_get(r.json, "value"));
+    dw_testemu_resp_free(&r);
+    return n;
+}
+
+static bool wait_rows(const char *sym, long want, int ms)
+{
+    int64_t deadline = now_ms() + ms;
+    long n = -1;
+    while (now_ms() < deadline) {
+        if ((n = count_rows(sym)) == want)
+            return true;
+        sleep_ms(100);
+    }
+    cr_log_warn("rows with symbol %s: %ld, want %ld", sym, n, want);
+    return false;
+}
+
+/* The currencyname of code, into out ("" when absent). */
+static const char *row_name(const char *code, char *out, size_t size)
+{
+    char path[256];
+    snprintf(path, sizeof(path), "transactioncurrencies(isocurrencycode='%s')?$select=currencyname",
+             code);
+    dw_testemu_resp_t r;
+    dw_testemu_request(emu, &r, "GET", path, NULL, NULL);
+    const char *v =
+        r.status == 200 ? json_string_value(json_object_get(r.json, "currencyname")) : NULL;
+    snprintf(out, size, "%s", v ? v : "");
+    dw_testemu_resp_free(&r);
+    return out;
+}
+
+static void admin_post(const char *path, const char *body)
+{
+    const char *h[] = {"Authorization: Bearer " ADMIN, NULL};
+    dw_testemu_resp_t r;
+    dw_testemu_request(emu, &r, "POST", path, body, h);
+    cr_assert_eq(r.status, 200, "%s: %ld %s", path, r.status, r.body ? r.body : "");
+    dw_testemu_resp_free(&r);
+}
+
+/* The group's committed offset of partition 0 of the command topic (-1: none); with
+ * committed_partitions > 1, the sum over the partitions (those without one count 0). */
+static int64_t committed_offset(void)
+{
+    char errstr[512];
+    rd_kafka_conf_t *kc = rd_kafka_conf_new();
+    rd_kafka_conf_set(kc, "bootstrap.servers", getenv("DW_KAFKA_BOOTSTRAP"), errstr,
+                      sizeof(errstr));
+    rd_kafka_conf_set(kc, "group.id", group, errstr, sizeof(errstr));
+    rd_kafka_t *c = rd_kafka_new(RD_KAFKA_CONSUMER, kc, errstr, sizeof(errstr));
+    cr_assert_not_null(c, "%s", errstr);
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(l, topic, 0);
+    int64_t off = -1;
+    if (strcmp(sys, "fo") == 0) { /* the fo suite's writer group */
+        rd_kafka_destroy(c);
+        rd_kafka_topic_partition_list_destroy(l);
+        char g[200];
+        snprintf(g, sizeof(g), "%s-fo", group);
+        kc = rd_kafka_conf_new();
+        rd_kafka_conf_set(kc, "bootstrap.servers", getenv("DW_KAFKA_BOOTSTRAP"), errstr,
+                          sizeof(errstr));
+        rd_kafka_conf_set(kc, "group.id", g, errstr, sizeof(errstr));
+        c = rd_kafka_new(RD_KAFKA_CONSUMER, kc, errstr, sizeof(errstr));
+        cr_assert_not_null(c, "%s", errstr);
+        l = rd_kafka_topic_partition_list_new(1);
+        rd_kafka_topic_partition_list_add(l, topic, 0);
+    }
+    for (int p = 1; p < committed_partitions; p++)
+        rd_kafka_topic_partition_list_add(l, topic, p);
+    if (rd_kafka_committed(c, l, 10000) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+        off = l->elems[0].offset;
+        if (committed_partitions > 1) {
+            off = 0;
+            for (int p = 0; p < l->cnt; p++)
+                off += l->elems[p].offset > 0 ? l->elems[p].offset : 0;
+        }
+    }
+    rd_kafka_topic_partition_list_destroy(l);
+    rd_kafka_destroy(c);
+    return off;
+}
+
+static bool wait_committed(int64_t want, int ms)
+{
+    int64_t deadline = now_ms() + ms, off = -1;
+    while (now_ms() < deadline) {
+        if ((off = committed_offset()) == want)
+            return true;
+        sleep_ms(200);
+    }
+    cr_log_warn("committed offset %lld, want %lld", (long long)off, (long long)want);
+    return false;
+}
+
+typedef struct dl_s {
+    char key[64];
+    char cls[32], stage[16], status[8], offset[24], attempts[16], instance[64];
+    char *value;
+} dl_t;
+
+/* Read up to max dead letters (partition 0, from the start) for up to ms. */
+static size_t read_dlq(dl_t *out, size_t max, size_t want, int ms)
+{
+    char errstr[512];
+    rd_kafka_conf_t *kc = rd_kafka_conf_new();
+    rd_kafka_conf_set(kc, "bootstrap.servers", getenv("DW_KAFKA_BOOTSTRAP"), errstr,
+                      sizeof(errstr));
+    rd_kafka_conf_set(kc, "group.id", "dw-writer-it-reader", errstr, sizeof(errstr));
+    rd_kafka_conf_set(kc, "isolation.level", "read_committed", errstr, sizeof(errstr));
+    rd_kafka_t *c = rd_kafka_new(RD_KAFKA_CONSUMER, kc, errstr, sizeof(errstr));
+    cr_assert_not_null(c, "%s", errstr);
+    rd_kafka_poll_set_consumer(c);
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(l, dlq, 0)->offset = RD_KAFKA_OFFSET_BEGINNING;
+    rd_kafka_assign(c, l);
+    rd_kafka_topic_partition_list_destroy(l);
+    size_t n = 0;
+    int64_t deadline = now_ms() + ms;
+    while (n < want && n < max && now_ms() < deadline) {
+        rd_kafka_message_t *m = rd_kafka_consumer_poll(c, 200);
+        if (!m)
+            continue;
+        if (!m->err) {
+            dl_t *d = &out[n++];
+            memset(d, 0, sizeof(*d));
+            snprintf(d->key, sizeof(d->key), "%.*s", (int)m->key_len, (const char *)m->key);
+            d->value = strndup(m->payload, m->len);
+            rd_kafka_headers_t *h = NULL;
+            if (rd_kafka_message_headers(m, &h) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+                dw_kafka_header_get(h, DW_DLQ_HDR_CLASS, d->cls, sizeof(d->cls));
+                dw_kafka_header_get(h, DW_DLQ_HDR_STAGE, d->stage, sizeof(d->stage));
+                dw_kafka_header_get(h, DW_DLQ_HDR_HTTP_STATUS, d->status, sizeof(d->status));
+                dw_kafka_header_get(h, DW_DLQ_HDR_ORIGIN_OFFSET, d->offset, sizeof(d->offset));
+                dw_kafka_header_get(h, DW_DLQ_HDR_ATTEMPTS, d->attempts, sizeof(d->attempts));
+                dw_kafka_header_get(h, DW_DLQ_HDR_INSTANCE, d->instance, sizeof(d->instance));
+            }
+        }
+        rd_kafka_message_destroy(m);
+    }
+    rd_kafka_consumer_close(c);
+    rd_kafka_destroy(c);
+    return n;
+}
+
+static void free_dl(dl_t *d, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free(d[i].value);
+}
+
+static long ledger_rows(void)
+{
+    PGconn *pg = PQconnectdb(getenv("DW_PG_DSN"));
+    long n = -1;
+    if (PQstatus(pg) == CONNECTION_OK) {
+        const char *p[1] = {map};
+        PGresult *r = PQexecParams(pg, "SELECT count(*) FROM dw_ledger WHERE map = $1", 1, NULL, p,
+                                   NULL, NULL, 0);
+        if (PQresultStatus(r) == PGRES_TUPLES_OK)
+            n = atol(PQgetvalue(r, 0, 0));
+        PQclear(r);
+    }
+    PQfinish(pg);
+    return n;
+}
+
+/* ---------------------------------------------------------------- tests */
+
+Test(writer_dv, writes_commands_as_rows_and_records_the_ledger)
+{
+    char code[16];
+    for (int i = 0; i < 300; i++) {
+        snprintf(code, sizeof(code), "A%04d", i);
+        produce_cmd(code, "10", HASH_A, "first", "hp");
+    }
+    snprintf(code, sizeof(code), "A%04d", 7);
+    produce_cmd(code, "11", HASH_B, "second", "hp"); /* an update of one of them */
+    flush_producer();
+    start_writer(NULL);
+    bool ok = wait_rows("hp", 300, TIMEOUT_MS);
+    if (!ok)
+        dump_log();
+    cr_assert(ok);
+    char name[64];
+    int64_t deadline = now_ms() + 5000;
+    while (strcmp(row_name("A0007", name, sizeof(name)), "second") != 0 && now_ms() < deadline)
+        sleep_ms(100);
+    cr_assert_str_eq(name, "second");
+    cr_assert(wait_committed(301, 10000));
+    cr_assert_eq(ledger_rows(), 300);
+    cr_assert_eq(stop_writer(), 0);
+    long written = log_counter("written");
+    cr_assert(written == 300 || written == 301, "counters at exit: written=%ld", written);
+}
+
+Test(writer_dv, one_invalid_record_among_1000_is_the_only_dead_letter)
+{
+    char code[16];
+    for (int i = 0; i < 1000; i++) {
+        snprintf(code, sizeof(code), "B%04d", i);
+        /* currencysymbol is at most 10 characters */
+        produce_cmd(code, "5", HASH_A, "batch", i == 500 ? "much-too-long-symbol" : "bt");
+    }
+    produce_raw("P1", "{\"not\":\"a command\"}"); /* a poison pill at offset 1000 */
+    flush_producer();
+    start_writer(NULL);
+    bool ok = wait_rows("bt", 999, TIMEOUT_MS);
+    if (!ok)
+        dump_log();
+    cr_assert(ok);
+    dl_t d[4];
+    size_t n = read_dlq(d, 4, 2, 15000);
+    cr_assert_eq(n, 2, "dead letters: %zu", n);
+    if (strcmp(d[0].key, "P1") == 0) { /* the poison pill is dead-lettered as it is read */
+        dl_t t = d[0];
+        d[0] = d[1];
+        d[1] = t;
+    }
+    cr_assert_str_eq(d[0].key, "B0500");
+    cr_assert_str_eq(d[0].cls, "validation");
+    cr_assert_str_eq(d[0].stage, "writer");
+    cr_assert_str_eq(d[0].status, "400");
+    cr_assert_str_eq(d[0].offset, "500");
+    cr_assert_str_eq(d[0].attempts, "1");
+    cr_assert_str_eq(d[0].instance, "it-1");
+    cr_assert(strstr(d[0].value, "much-too-long-symbol"), "the original value unchanged");
+    cr_assert_str_eq(d[1].key, "P1");
+    cr_assert_str_eq(d[1].cls, "poison");
+    cr_assert_str_eq(d[1].offset, "1000");
+    free_dl(d, n);
+    cr_assert(wait_committed(1001, 10000));
+    cr_assert_eq(stop_writer(), 0);
+}
+
+Test(writer_dv, echoes_and_stale_versions_are_not_written)
+{
+    produce_cmd("E1", "10", HASH_A, "original", "ec");
+    flush_producer();
+    start_writer(NULL);
+    cr_assert(wait_rows("ec", 1, TIMEOUT_MS));
+    /* someone edits the row at the target: a rewrite would be visible */
+    const char *h[] = {"If-Match: *", NULL};
+    dw_testemu_resp_t r;
+    dw_testemu_request(emu, &r, "PATCH", "transactioncurrencies(isocurrencycode='E1')",
+                       "{\"currencyname\":\"edited\"}", h);
+    cr_assert_eq(r.status, 204, "%ld %s", r.status, r.body ? r.body : "");
+    dw_testemu_resp_free(&r);
+    /* the same content again (an echo), newer version: not written, but version 20 is recorded */
+    produce_cmd("E1", "20", HASH_A, "original", "ec");
+    produce_cmd("E2", "1", HASH_A, "marker", "ec");
+    flush_producer();
+    cr_assert(wait_rows("ec", 2, TIMEOUT_MS));
+    /* an older version with other content (a snapshot older than the live change; newer than
+     * the first write, older than the echo) */
+    produce_cmd("E1", "15", HASH_B, "stale", "ec");
+    produce_cmd("E3", "1", HASH_A, "marker", "ec");
+    flush_producer();
+    cr_assert(wait_rows("ec", 3, TIMEOUT_MS));
+    char name[64];
+    cr_assert_str_eq(row_name("E1", name, sizeof(name)), "edited");
+    cr_assert(wait_committed(5, 10000));
+    cr_assert_eq(stop_writer(), 0);
+    cr_assert_eq(log_counter("echo_dropped"), 1, "echo counted");
+    cr_assert_eq(log_counter("stale_dropped"), 1, "stale counted");
+    cr_assert_eq(log_counter("written"), 3);
+}
+
+Test(writer_dv, outage_with_queue_loses_nothing_and_resumes)
+{
+    start_writer(NULL);
+    admin_post("/_admin/faults", "{\"unavailable\":true}");
+    char code[16];
+    for (int i = 0; i < 100; i++) {
+        snprintf(code, sizeof(code), "Q%04d", i);
+        produce_cmd(code, "1", HASH_A, "queued", "qu");
+    }
+    flush_producer();
+    sleep_ms(3000); /* the outage: every write answered 503, retried with backoff */
+    admin_post("/_admin/faults", "{\"unavailable\":false}");
+    bool ok = wait_rows("qu", 100, TIMEOUT_MS);
+    if (!ok)
+        dump_log();
+    cr_assert(ok);
+    cr_assert(wait_committed(100, 10000));
+    dl_t d[2];
+    cr_assert_eq(read_dlq(d, 2, 1, 1500), 0, "nothing dead-lettered");
+    cr_assert_eq(stop_writer(), 0);
+    cr_assert(log_has("retries="));
+}
+
+Test(writer_dv, outage_with_fail_dead_letters_after_the_budget)
+{
+    char ou[200];
+    snprintf(ou, sizeof(ou), "maps.%s.on_unavailable=fail", map);
+    const char *extra[] = {"-X", ou, "-X", "writer.retry_budget=3", NULL};
+    admin_post("/_admin/faults", "{\"unavailable\":true}");
+    start_writer(extra);
+    char code[16];
+    for (int i = 0; i < 20; i++) {
+        snprintf(code, sizeof(code), "F%04d", i);
+        produce_cmd(code, "1", HASH_A, "failing", "fa");
+    }
+    flush_producer();
+    dl_t d[24];
+    size_t n = read_dlq(d, 24, 20, TIMEOUT_MS);
+    if (n != 20)
+        dump_log();
+    cr_assert_eq(n, 20);
+    for (size_t i = 0; i < n; i++) {
+        cr_assert_str_eq(d[i].cls, "unavailable");
+        cr_assert_str_eq(d[i].status, "503");
+        cr_assert_str_eq(d[i].attempts, "3");
+    }
+    free_dl(d, n);
+    cr_assert(wait_committed(20, 10000));
+    admin_post("/_admin/faults", "{\"unavailable\":false}");
+    cr_assert_eq(stop_writer(), 0);
+}
+
+Test(writer_dv, kill_9_mid_stream_and_restart_loses_and_duplicates_nothing)
+{
+    char code[16];
+    const char *extra[] = {"-X", "writer.batch_max=100", NULL};
+    start_writer(extra);
+    for (int i = 0; i < 3000; i++) {
+        snprintf(code, sizeof(code), "K%04d", i);
+        produce_cmd(code, "1", HASH_A, "crash", "kc");
+    }
+    flush_producer();
+    int64_t deadline = now_ms() + TIMEOUT_MS;
+    long n = 0;
+    while (now_ms() < deadline && (n = count_rows("kc")) < 300)
+        sleep_ms(20);
+    cr_assert_lt(n, 3000, "the writer was too fast to be killed mid-stream (%ld)", n);
+    stop_writer_kill();
+    start_writer(extra);
+    bool ok = wait_rows("kc", 3000, 25000);
+    if (!ok)
+        dump_log();
+    cr_assert(ok);
+    cr_assert(wait_committed(3000, 10000));
+    cr_assert_eq(ledger_rows(), 3000);
+    cr_assert_eq(stop_writer(), 0);
+}
+
+Test(writer_dv, a_429_storm_is_retried_without_dead_letters)
+{
+    /* 3 requests per second at most: most write calls are answered 429 + Retry-After */
+    admin_post("/_admin/limits", "{\"spec\":\"3/1\"}");
+    const char *extra[] = {"-X", "writer.batch_max=25", "-X", "writer.concurrency=4", NULL};
+    char code[16];
+    for (int i = 0; i < 300; i++) {
+        snprintf(code, sizeof(code), "T%04d", i);
+        produce_cmd(code, "1", HASH_A, "throttled", "th");
+    }
+    flush_producer();
+    start_writer(extra);
+    bool ok = wait_rows("th", 300, 25000);
+    if (!ok)
+        dump_log();
+    cr_assert(ok);
+    cr_assert(wait_committed(300, 10000));
+    dl_t d[2];
+    cr_assert_eq(read_dlq(d, 2, 1, 1000), 0, "nothing dead-lettered");
+    cr_assert_eq(stop_writer(), 0);
+    cr_assert_gt(log_counter("throttled"), 0, "the writer saw the throttling");
+    cr_assert_gt(log_counter("retries"), 0);
+}
+
+Test(writer_dv, memory_stays_bounded_by_pausing_consumption)
+{
+    const char *extra[] = {"-X", "writer.max_pending=40", "-X", "writer.batch_max=10", NULL};
+    char code[16];
+    for (int i = 0; i < 400; i++) {
+        snprintf(code, sizeof(code), "M%04d", i);
+        produce_cmd(code, "1", HASH_A, "bounded", "mb");
+    }
+    flush_producer();
+    start_writer(extra);
+    bool ok = wait_rows("mb", 400, TIMEOUT_MS);
+    if (!ok)
+        dump_log();
+    cr_assert(ok);
+    cr_assert(wait_committed(400, 10000));
+    cr_assert_eq(stop_writer(), 0);
+    cr_assert(log_has("paused"), "consumption paused over writer.max_pending");
+    cr_assert(log_has("resumed"));
+}
+
+/* Grow the command topic to n partitions. */
+static void grow_topic(int n)
+{
+    char errstr[512];
+    rd_kafka_NewPartitions_t *np =
+        rd_kafka_NewPartitions_new(topic, (size_t)n, errstr, sizeof(errstr));
+    cr_assert_not_null(np, "%s", errstr);
+    rd_kafka_queue_t *q = rd_kafka_queue_new(admin);
+    rd_kafka_CreatePartitions(admin, &np, 1, NULL, q);
+    rd_kafka_event_t *ev = rd_kafka_queue_poll(q, TIMEOUT_MS);
+    cr_assert_not_null(ev, "CreatePartitions: no answer");
+    const rd_kafka_CreatePartitions_result_t *res = rd_kafka_event_CreatePartitions_result(ev);
+    size_t cnt = 0;
+    const rd_kafka_topic_result_t **tr = rd_kafka_CreatePartitions_result_topics(res, &cnt);
+    cr_assert_eq(cnt, 1);
+    cr_assert_eq(rd_kafka_topic_result_error(tr[0]), RD_KAFKA_RESP_ERR_NO_ERROR, "%s",
+                 rd_kafka_topic_result_error_string(tr[0]));
+    rd_kafka_event_destroy(ev);
+    rd_kafka_queue_destroy(q);
+    rd_kafka_NewPartitions_destroy(np);
+    sleep_ms(1000); /* the metadata catches up */
+}
+
+Test(writer_dv, a_second_instance_takes_over_partitions_under_load)
+{
+    grow_topic(3);
+    committed_partitions = 3;
+    admin_post("/_admin/faults", "{\"latency_ms\":100}"); /* slow enough to be mid-stream */
+    produce_partition = RD_KAFKA_PARTITION_UA;
+    const char *extra1[] = {"-X", "writer.batch_max=50", "-X", "writer.instance_id=it-a", NULL};
+    const char *extra2[] = {"-X", "writer.batch_max=50", "-X", "writer.instance_id=it-b", NULL};
+    start_writer(extra1);
+    pid_t first = writer;
+    char code[16];
+    for (int i = 0; i < 3000; i++) {
+        snprintf(code, sizeof(code), "R%04d", i);
+        produce_cmd(code, "1", HASH_A, "rebalanced", "rb");
+    }
+    flush_producer();
+    int64_t deadline = now_ms() + TIMEOUT_MS;
+    while (now_ms() < deadline && count_rows("rb") < 300)
+        sleep_ms(20);
+    start_writer(extra2); /* joins: the group rebalances (cooperative) while the first works */
+    pid_t second = writer;
+    bool ok = wait_rows("rb", 3000, 25000);
+    if (!ok)
+        dump_log();
+    cr_assert(ok);
+    cr_assert(wait_committed(3000, 15000));
+    cr_assert_eq(ledger_rows(), 3000);
+    writer = first;
+    cr_assert_eq(stop_writer(), 0);
+    writer = second;
+    cr_assert_eq(stop_writer(), 0);
+    cr_assert(log_has("revoked"), "a partition moved");
+    cr_assert(log_has("[writer] instance it-b"));
+}
+
+/* ---------------------------------------------------------------- F&O */
+
+/* A three-letter currency code (F&O's CurrencyCode is at most 3 characters). */
+static void fo_code(char *out, char first, int i)
+{
+    out[0] = first;
+    out[1] = (char)('A' + (i / 26) % 26);
+    out[2] = (char)('A' + i % 26);
+    out[3] = '\0';
+}
+
+static void produce_fo(const char *code, const char *op, const char *record_id, const char *version,
+                       const char *name, const char *symbol)
+{
+    char value[2048], tk[128], fields[512], rid[96] = "";
+    bool del = strcmp(op, "delete") == 0;
+    if (record_id) {
+        snprintf(tk, sizeof(tk), "{}");
+        snprintf(rid, sizeof(rid), "\"record_id\":\"%s\",", record_id);
+    } else {
+        snprintf(tk, sizeof(tk), "{\"CurrencyCode\":\"%s\"}", code);
+    }
+    if (del)
+        snprintf(fields, sizeof(fields), "{}");
+    else
+        snprintf(fields, sizeof(fields),
+                 "{\"CurrencyCode\":\"%s\",\"Name\":\"%s\",\"Symbol\":\"%s\"}", code, name, symbol);
+    snprintf(value, sizeof(value),
+             "{\"version\":1,\"map\":\"%s\",\"map_version\":1,\"target\":\"fo\",\"op\":\"%s\","
+             "\"target_key\":%s,%s\"fields\":%s,\"source_version\":\"%s\",\"content_hash\":\"%s\","
+             "\"correlation_id\":\"it-%s\",\"source_ts\":\"2024-01-01T00:00:00Z\"}",
+             map, op, tk, rid, fields, version,
+             del ? HASH_B : (strcmp(version, "1") == 0 ? HASH_A : HASH_C), code);
+    produce_raw(code, value);
+}
+
+static long fo_count(const char *sym)
+{
+    char path[256];
+    snprintf(path, sizeof(path), "Currencies?$select=CurrencyCode&$filter=Symbol eq '%s'", sym);
+    const char *h[] = {"Prefer: odata.maxpagesize=5000", NULL};
+    dw_testemu_resp_t r;
+    dw_testemu_request(emu, &r, "GET", path, NULL, h);
+    long n = -1;
+    if (r.status == 200 && r.json)
+        n = (long)json_array_size(json_object_get(r.json, "value"));
+    dw_testemu_resp_free(&r);
+    return n;
+}
+
+static bool fo_wait(const char *sym, long want, int ms)
+{
+    int64_t deadline = now_ms() + ms;
+    long n = -1;
+    while (now_ms() < deadline) {
+        if ((n = fo_count(sym)) == want)
+            return true;
+        sleep_ms(100);
+    }
+    cr_log_warn("F&O rows with symbol %s: %ld, want %ld", sym, n, want);
+    return false;
+}
+
+static const char *fo_name(const char *code, char *out, size_t size)
+{
+    char path[128];
+    snprintf(path, sizeof(path), "Currencies(CurrencyCode='%s')", code);
+    dw_testemu_resp_t r;
+    dw_testemu_request(emu, &r, "GET", path, NULL, NULL);
+    const char *v = r.status == 200 ? json_string_value(json_object_get(r.json, "Name")) : NULL;
+    snprintf(out, size, "%s", v ? v : "");
+    dw_testemu_resp_free(&r);
+    return out;
+}
+
+Test(writer_fo, creates_new_records_and_updates_known_ones)
+{
+    char code[8];
+    for (int i = 0; i < 200; i++) {
+        fo_code(code, 'W', i);
+        produce_fo(code, "upsert", NULL, "1", "first", "fw");
+    }
+    flush_producer();
+    start_writer(NULL);
+    bool ok = fo_wait("fw", 200, TIMEOUT_MS);
+    if (!ok)
+        dump_log();
+    cr_assert(ok);
+    for (int i = 0; i < 20; i++) {
+        fo_code(code, 'W', i);
+        produce_fo(code, "upsert", NULL, "2", "updated", "fw");
+    }
+    flush_producer();
+    cr_assert(wait_committed(220, TIMEOUT_MS));
+    char name[64];
+    fo_code(code, 'W', 7);
+    cr_assert_str_eq(fo_name(code, name, sizeof(name)), "updated");
+    fo_code(code, 'W', 100);
+    cr_assert_str_eq(fo_name(code, name, sizeof(name)), "first");
+    cr_assert_eq(fo_count("fw"), 200, "no duplicates");
+    cr_assert_eq(stop_writer(), 0);
+}
+
+Test(writer_fo, a_delete_by_record_id_resolves_through_the_ledger)
+{
+    start_writer(NULL);
+    produce_fo("DLA", "upsert", NULL, "1", "to delete", "dl");
+    produce_fo("DLB", "upsert", NULL, "1", "to keep", "dl");
+    flush_producer();
+    cr_assert(fo_wait("dl", 2, TIMEOUT_MS));
+    /* capture recorded the Dataverse row id of DLA (dw_record_ids) */
+    const char *rid = "0f8fad5b-d9cb-469f-a165-70867728950e";
+    PGconn *pg = PQconnectdb(getenv("DW_PG_DSN"));
+    cr_assert_eq(PQstatus(pg), CONNECTION_OK);
+    const char *p[3] = {map, rid, "DLA"};
+    PGresult *res = PQexecParams(pg,
+                                 "INSERT INTO dw_record_ids (map, record_id, canonical_key,"
+                                 " source_key) VALUES ($1, $2, $3, '{}')",
+                                 3, NULL, p, NULL, NULL, 0);
+    cr_assert_eq(PQresultStatus(res), PGRES_COMMAND_OK, "%s", PQerrorMessage(pg));
+    PQclear(res);
+    PQfinish(pg);
+    produce_fo(rid, "delete", rid, "2", NULL, NULL);
+    /* a delete of a row dwfleet never knew */
+    produce_fo("1b4e28ba-2fa1-11d2-883f-0016d3cca427", "delete",
+               "1b4e28ba-2fa1-11d2-883f-0016d3cca427", "3", NULL, NULL);
+    produce_fo("DLC", "upsert", NULL, "1", "marker", "dl");
+    flush_producer();
+    cr_assert(wait_committed(5, TIMEOUT_MS));
+    char name[64];
+    cr_assert_str_eq(fo_name("DLA", name, sizeof(name)), "", "deleted");
+    cr_assert_str_eq(fo_name("DLB", name, sizeof(name)), "to keep");
+    cr_assert_str_eq(fo_name("DLC", name, sizeof(name)), "marker");
+    cr_assert_eq(stop_writer(), 0);
+    cr_assert_eq(log_counter("delete_unresolved"), 1);
+}
+
+/* One command of the bidirectional test: target, key, content hash, origin hash, version,
+ * the name field's value. */
+static void produce_bi(const char *target, const char *code, char hc, char ho, const char *version,
+                       const char *name)
+{
+    char to[200], value[2048], h[65], o[65];
+    memset(h, hc, 64);
+    memset(o, ho, 64);
+    h[64] = o[64] = '\0';
+    bool dv = strcmp(target, "dv") == 0;
+    snprintf(to, sizeof(to), "dw.%s.to-%s", map, target);
+    if (dv)
+        snprintf(value, sizeof(value),
+                 "{\"version\":1,\"map\":\"%s\",\"map_version\":1,\"target\":\"dv\","
+                 "\"op\":\"upsert\",\"target_key\":{\"isocurrencycode\":\"%s\"},"
+                 "\"fields\":{\"isocurrencycode\":\"%s\",\"currencyname\":\"%s\","
+                 "\"currencysymbol\":\"bi\",\"exchangerate\":1.0},\"source_version\":\"%s\","
+                 "\"content_hash\":\"%s\",\"correlation_id\":\"bi\",\"source_ts\":\"t\","
+                 "\"origin_hash\":\"%s\",\"origin_key\":{\"CurrencyCode\":\"%s\"}}",
+                 map, code, code, name, version, h, o, code);
+    else
+        snprintf(value, sizeof(value),
+                 "{\"version\":1,\"map\":\"%s\",\"map_version\":1,\"target\":\"fo\","
+                 "\"op\":\"upsert\",\"target_key\":{\"CurrencyCode\":\"%s\"},"
+                 "\"fields\":{\"CurrencyCode\":\"%s\",\"Name\":\"%s\",\"Symbol\":\"bi\"},"
+                 "\"source_version\":\"%s\",\"content_hash\":\"%s\",\"correlation_id\":\"bi\","
+                 "\"source_ts\":\"t\",\"origin_hash\":\"%s\","
+                 "\"origin_key\":{\"isocurrencycode\":\"%s\"}}",
+                 map, code, code, name, version, h, o, code);
+    produce_to(to, code, value);
+}
+
+Test(writer_fo, bidirectional_edits_are_written_once_without_ping_pong)
+{
+    char errstr[1024], to_dv[200], name[64];
+    snprintf(to_dv, sizeof(to_dv), "dw.%s.to-dv", map);
+    static const char *const tconf[] = {"retention.ms", "3600000", NULL};
+    dw_kafka_topic_spec_t spec = {to_dv, 1, 1, tconf, false, DW_OK};
+    cr_assert_eq(dw_kafka_topics_create(admin, &spec, 1, TIMEOUT_MS, errstr, sizeof(errstr)), DW_OK,
+                 "%s", errstr);
+    const char *args[] = {"--limits", "off", "-X", "emulator.admin_secret=" ADMIN, NULL};
+    emu2 = dw_testemu_start("dv", "emu_wrbi", args, NULL, errstr, sizeof(errstr));
+    cr_assert(emu2, "%s", errstr);
+
+    /* 1. an F&O change (fo version 100) reaches Dataverse; its F&O form is recorded */
+    start_writer_on("dv", emu2, NULL);
+    produce_bi("dv", "BID", '1', '2', "100", "from fo");
+    flush_producer();
+    dw_testemu_t *fo_emu = emu;
+    emu = emu2;
+    cr_assert(wait_rows("bi", 1, TIMEOUT_MS));
+    emu = fo_emu;
+    cr_assert_eq(stop_writer(), 0);
+
+    /* 2. Dataverse's capture of that write comes back for F&O: an echo, not written; then a real
+     *    edit on Dataverse (dv version 600) is written to F&O once */
+    start_writer_on("fo", emu, NULL);
+    produce_bi("fo", "BID", '2', '1', "555", "echo to fo");
+    produce_bi("fo", "BIM", '3', '4', "556", "marker");
+    flush_producer();
+    cr_assert(fo_wait("bi", 1, TIMEOUT_MS));
+    cr_assert_str_eq(fo_name("BID", name, sizeof(name)), "", "the echo was not written to F&O");
+    produce_bi("fo", "BID", '5', '6', "600", "from dv");
+    flush_producer();
+    cr_assert(fo_wait("bi", 2, TIMEOUT_MS));
+    cr_assert_str_eq(fo_name("BID", name, sizeof(name)), "from dv");
+    cr_assert_eq(stop_writer(), 0);
+    cr_assert_eq(log_counter("echo_dropped"), 1);
+    cr_assert_eq(log_counter("written"), 2);
+
+    /* 3. F&O's capture of the dv edit comes back for Dataverse (fo version 101): an echo */
+    start_writer_on("dv", emu2, NULL);
+    produce_bi("dv", "BID", '6', '5', "101", "echo to dv");
+    produce_bi("dv", "BIN", '7', '8', "102", "marker");
+    flush_producer();
+    emu = emu2;
+    bool ok = wait_rows("bi", 2, TIMEOUT_MS);
+    const char *dvname = row_name("BID", name, sizeof(name));
+    emu = fo_emu;
+    cr_assert(ok);
+    cr_assert_str_eq(dvname, "from fo", "the echo was not written to Dataverse");
+    cr_assert_eq(stop_writer(), 0);
+    cr_assert_eq(log_counter("echo_dropped"), 1);
+    cr_assert_eq(log_counter("written"), 1);
+}
+
+/* ---------------------------------------------------------------- lookups */
+
+static void produce_product(const char *to, const char *num, const char *currency)
+{
+    char value[2048], bind[160] = "";
+    if (currency)
+        snprintf(bind, sizeof(bind),
+                 ",\"transactioncurrencyid@odata.bind\":\"transactioncurrencies(isocurrencycode="
+                 "'%s')\"",
+                 currency);
+    snprintf(value, sizeof(value),
+             "{\"version\":1,\"map\":\"%s\",\"map_version\":1,\"target\":\"dv\","
+             "\"op\":\"upsert\",\"target_key\":{\"msdyn_productnumber\":\"%s\"},"
+             "\"fields\":{\"msdyn_productnumber\":\"%s\",\"productnumber\":\"%s\","
+             "\"name\":\"lookup test\",\"quantitydecimal\":0%s},\"source_version\":\"1\","
+             "\"content_hash\":\"" HASH_A "\",\"correlation_id\":\"lk\",\"source_ts\":\"t\"}",
+             pmap, num, num, num, bind);
+    produce_to(to, num, value);
+}
+
+static bool product_exists(const char *num)
+{
+    char path[160];
+    snprintf(path, sizeof(path), "products(msdyn_productnumber='%s')?$select=name", num);
+    dw_testemu_resp_t r;
+    dw_testemu_request(emu, &r, "GET", path, NULL, NULL);
+    bool found = r.status == 200;
+    dw_testemu_resp_free(&r);
+    return found;
+}
+
+Test(writer_dv, a_missing_lookup_is_retried_then_dead_lettered_other_keys_flow)
+{
+    char errstr[1024], ptopic[200], a_maps[200];
+    snprintf(ptopic, sizeof(ptopic), "dw.%s.to-dv", pmap);
+    snprintf(dlq, sizeof(dlq), "dw.%s.dlq", pmap); /* read_dlq reads this map's */
+    static const char *const tconf[] = {"retention.ms", "3600000", NULL};
+    dw_kafka_topic_spec_t specs[2] = {{ptopic, 1, 1, tconf, false, DW_OK},
+                                      {dlq, 1, 1, tconf, false, DW_OK}};
+    cr_assert_eq(dw_kafka_topics_create(admin, specs, 2, TIMEOUT_MS, errstr, sizeof(errstr)), DW_OK,
+                 "%s", errstr);
+    snprintf(a_maps, sizeof(a_maps), "writer.maps=%s", pmap);
+    const char *extra[] = {
+        "-X", a_maps, "-X", "writer.lookup_retries=3", "-X", "writer.retry_initial_ms=400", NULL};
+    start_writer(extra);
+    produce_product(ptopic, "P-LATE", "LKA");  /* its currency arrives during the retries */
+    produce_product(ptopic, "P-NEVER", "LKZ"); /* its currency never does */
+    produce_product(ptopic, "P-FREE", NULL);
+    flush_producer();
+    int64_t deadline = now_ms() + TIMEOUT_MS;
+    while (!product_exists("P-FREE") && now_ms() < deadline)
+        sleep_ms(50);
+    if (!product_exists("P-FREE"))
+        dump_log();
+    cr_assert(product_exists("P-FREE"), "a record without the missing lookup is not held back");
+    cr_assert_not(product_exists("P-LATE"));
+    dw_testemu_resp_t r;
+    dw_testemu_request(emu, &r, "POST", "transactioncurrencies",
+                       "{\"isocurrencycode\":\"LKA\",\"currencyname\":\"Late\","
+                       "\"currencysymbol\":\"L\",\"exchangerate\":1.0}",
+                       NULL);
+    cr_assert_eq(r.status, 204, "%ld %s", r.status, r.body ? r.body : "");
+    dw_testemu_resp_free(&r);
+    while (!product_exists("P-LATE") && now_ms() < deadline)
+        sleep_ms(50);
+    bool late = product_exists("P-LATE");
+    if (!late)
+        dump_log();
+    cr_assert(late, "written once the referenced record exists");
+    dl_t d[2];
+    size_t n = read_dlq(d, 2, 1, TIMEOUT_MS);
+    cr_assert_eq(n, 1);
+    cr_assert_str_eq(d[0].key, "P-NEVER");
+    cr_assert_str_eq(d[0].cls, "lookup_missing");
+    cr_assert_str_eq(d[0].attempts, "4");
+    free_dl(d, n);
+    cr_assert_not(product_exists("P-NEVER"));
+    cr_assert_eq(stop_writer(), 0);
+}

@@ -1,0 +1,1314 @@
+/*
+ * writer_loop: dw-writer's main loop. One thread; one consumer (group dw-writer-<target>,
+ * cooperative-sticky, read_committed, offsets committed by hand), one idempotent producer for
+ * dead letters, one target (common/dw_target) and one PostgreSQL connection for the ledger.
+ *
+ *   poll the consumer (bounded wait) -> each command into its partition's queue (an unreadable
+ *   one is dead-lettered at once) -> when a batch is due: pick it (writer_batch: per-key
+ *   blocking, coalescing), read the ledger rows (one SELECT), drop echoes / stale versions /
+ *   unresolvable deletes, write the rest (dw_target_write), store the ledger (one transaction),
+ *   then retry or dead-letter the failures -> commit each partition's done watermark
+ *   periodically, and synchronously on revoke and shutdown.
+ *
+ * Memory is bounded by writer.max_pending(_bytes): over it every partition is paused, under half
+ * of it they resume. Signals only set flags; the target call returns early when stop is asked.
+ */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <librdkafka/rdkafka.h>
+
+#include "dw_dlq.h"
+#include "dw_kafka.h"
+#include "dw_log.h"
+#include "dw_signal.h"
+#include "dw_system.h"
+#include "dw_topics.h"
+#include "writer.h"
+
+#define FAC "writer"
+
+const dw_conf_def_t wr_conf_defs[] = {
+    {"writer.maps", DW_CONF_STR, "all", 0, 0, NULL, 0, NULL,
+     "maps this worker serves: \"all\" (every map of maps.dir that writes to the target) or "
+     "names separated by commas"},
+    {"writer.group_id", DW_CONF_STR, NULL, 0, 0, NULL, 0, NULL,
+     "consumer group; default dw-writer-<target>"},
+    {"writer.instance_id", DW_CONF_STR, NULL, 0, 0, NULL, 0, NULL,
+     "this instance's name in dead letters and the client id; default: the host name"},
+    {"writer.batch_max", DW_CONF_INT, "1000", 1, 100000, NULL, 0, NULL,
+     "records per write call at most (maps.<map>.batch_max per map)"},
+    {"maps.*.batch_max", DW_CONF_INT, NULL, 1, 100000, NULL, 0, NULL,
+     "per-map cap of records per write call"},
+    {"maps.*.on_unavailable", DW_CONF_ENUM, NULL, 0, 0, "queue|fail", 0, NULL,
+     "per-map override of the map file's on_unavailable: queue (retry until the target returns) "
+     "or fail (dead-letter after the retry budget)"},
+    {"writer.batch_linger_ms", DW_CONF_INT, "50", 0, 600000, NULL, 0, NULL,
+     "wait this long for a batch to fill before writing what is there"},
+    {"writer.max_pending", DW_CONF_INT, "10000", 10, 10000000, NULL, 0, NULL,
+     "commands held (queued, retried, in flight) at most before consumption pauses"},
+    {"writer.max_pending_bytes", DW_CONF_INT, "134217728", 65536, 1e12, NULL, 0, NULL,
+     "memory of the commands held at most (estimated: 4 x the message size, for the parsed "
+     "JSON) before consumption pauses"},
+    {"writer.concurrency", DW_CONF_INT, "4", 1, 256, NULL, 0, NULL,
+     "requests in flight to the target at start"},
+    {"writer.concurrency_max", DW_CONF_INT, "16", 1, 256, NULL, 0, NULL,
+     "requests in flight at most (AIMD: halved on throttling, +1 after good batches)"},
+    {"writer.concurrency_increase_after", DW_CONF_INT, "5", 1, 100000, NULL, 0, NULL,
+     "batches without throttling before the concurrency grows by one"},
+    {"writer.chunk_max", DW_CONF_INT, "250", 1, 1000, NULL, 0, NULL,
+     "records per request (UpsertMultiple targets, $batch parts): a batch of writer.batch_max "
+     "records is sent as batch_max / chunk_max requests, up to the concurrency at once"},
+    {"writer.upsert_multiple", DW_CONF_BOOL, "true", 0, 0, NULL, 0, NULL,
+     "Dataverse: try UpsertMultiple first (false: $batch only)"},
+    {"writer.retry_initial_ms", DW_CONF_INT, "500", 1, 3600000, NULL, 0, NULL,
+     "first retry delay (doubles per attempt, with jitter, never before Retry-After)"},
+    {"writer.retry_max_ms", DW_CONF_INT, "60000", 1, 86400000, NULL, 0, NULL,
+     "longest retry delay"},
+    {"writer.retry_budget", DW_CONF_INT, "10", 1, 1000000, NULL, 0, NULL,
+     "on_unavailable=fail: attempts before the dead letter (class unavailable)"},
+    {"writer.retry_budget_ms", DW_CONF_INT, "300000", 0, 1e12, NULL, 0, NULL,
+     "on_unavailable=fail: time since the first failure before the dead letter"},
+    {"writer.lookup_retries", DW_CONF_INT, "5", 0, 1000000, NULL, 0, NULL,
+     "retries of a record whose referenced record is missing, before the dead letter"},
+    {"writer.commit_interval_ms", DW_CONF_INT, "1000", 10, 600000, NULL, 0, NULL,
+     "commit the done offsets this often"},
+    {"writer.poll_ms", DW_CONF_INT, "100", 1, 10000, NULL, 0, NULL, "longest wait for a message"},
+    {"writer.flush_timeout_ms", DW_CONF_INT, "30000", 100, 600000, NULL, 0, NULL,
+     "wait this long for dead letters to be acknowledged on revoke and shutdown"},
+    {"writer.stats_interval_ms", DW_CONF_INT, "10000", 0, 86400000, NULL, 0, NULL,
+     "log the counters at info level this often (0: never)"},
+    {"writer.create_topics", DW_CONF_BOOL, "true", 0, 0, NULL, 0, NULL,
+     "at start, create the missing command and dead-letter topics of the served maps"},
+    {"writer.prefetch_kbytes", DW_CONF_INT, "8192", 1, 2097151, NULL, 0, NULL,
+     "consumer prefetch bound, KB (kafka.queued.max.messages.kbytes; an explicit kafka.* value "
+     "wins)"},
+    DW_CONF_END,
+};
+
+typedef struct wr_mapinfo_s {
+    const dw_map_t *map;
+    size_t index;
+    char topic[DW_KAFKA_TOPIC_MAX + 1];
+    char dlq[DW_KAFKA_TOPIC_MAX + 1];
+    const char *entity_set, *table;
+    size_t batch_max;
+    wr_policy_t policy;
+} wr_mapinfo_t;
+
+/* A dead letter's delivery in flight; item NULL once the item was freed (revoke). */
+typedef struct wr_ticket_s {
+    wr_item_t *item;
+} wr_ticket_t;
+
+struct wr_loop_s {
+    const dw_conf_t *conf;
+    char target_name[3];
+    dw_map_side_t target;
+    dw_mapset_t *set;
+    wr_mapinfo_t *maps;
+    size_t nmaps;
+    rd_kafka_t *consumer, *producer;
+    dw_system_t *sys;
+    dw_target_t *tgt;
+    dw_pg_t *pg;
+    char instance[256];
+    /* partitions */
+    wr_part_t **parts;
+    wr_part_batchinfo_t *binfo;
+    size_t nparts, capparts, rr;
+    /* dead letters to produce again (failed delivery) */
+    wr_item_t **redo;
+    size_t nredo, capredo;
+    /* batch scratch */
+    wr_item_t **batch;
+    dw_wrec_t *recs;
+    size_t *rec_of; /* group index of recs[k] */
+    wr_decision_t *decs;
+    wr_ledger_row_t *rows;
+    wr_ledger_put_t *puts;
+    const char **a_maps, **a_cks, **a_rids;
+    size_t *map_counts;
+    /* settings */
+    long long batch_max, linger_ms, max_pending, max_pending_bytes, commit_interval_ms, poll_ms,
+        flush_timeout_ms, stats_interval_ms;
+    wr_aimd_t aimd;
+    int64_t hold_until_ms; /* monotonic: no request to the target before (its Retry-After) */
+    uint64_t rnd;
+    bool closing;
+    /* outcome */
+    bool fatal;
+    dw_err_t fatal_err;
+    char fatal_msg[1024];
+    int64_t last_consumer_warn_ms;
+    wr_counters_t counters;
+};
+
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int64_t mono_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+static int64_t wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static uint64_t rnd_next(wr_loop_t *loop)
+{
+    uint64_t x = loop->rnd;
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    return loop->rnd = x;
+}
+
+static void wr_fatal(wr_loop_t *loop, dw_err_t err, const char *msg)
+{
+    if (loop->fatal)
+        return;
+    loop->fatal = true;
+    loop->fatal_err = err ? err : DW_ERR_INTERNAL;
+    snprintf(loop->fatal_msg, sizeof(loop->fatal_msg), "%s", msg);
+    DW_ERROR(FAC, "%s", msg);
+}
+
+/* ---------------------------------------------------------------- items and partitions */
+
+static void item_free_cb(wr_item_t *item, void *opaque)
+{
+    wr_loop_t *loop = opaque;
+    if (item->msg)
+        rd_kafka_message_destroy(item->msg);
+    item->msg = NULL;
+    if (item->ticket)
+        ((wr_ticket_t *)item->ticket)->item = NULL;
+    item->ticket = NULL;
+    for (size_t i = 0; i < loop->nredo; i++)
+        if (loop->redo[i] == item)
+            loop->redo[i] = NULL;
+}
+
+static wr_mapinfo_t *mapinfo_by_topic(wr_loop_t *loop, const char *topic)
+{
+    for (size_t i = 0; i < loop->nmaps; i++)
+        if (strcmp(loop->maps[i].topic, topic) == 0)
+            return &loop->maps[i];
+    return NULL;
+}
+
+static wr_part_t *part_find(wr_loop_t *loop, const char *topic, int32_t partition, size_t *idx)
+{
+    for (size_t i = 0; i < loop->nparts; i++)
+        if (wr_part_partition(loop->parts[i]) == partition &&
+            strcmp(wr_part_topic(loop->parts[i]), topic) == 0) {
+            if (idx)
+                *idx = i;
+            return loop->parts[i];
+        }
+    return NULL;
+}
+
+static void binfo_rebuild(wr_loop_t *loop)
+{
+    for (size_t i = 0; i < loop->nparts; i++) {
+        const wr_mapinfo_t *mi = wr_part_user(loop->parts[i]);
+        loop->binfo[i].map_index = mi->index;
+        loop->binfo[i].map_batch_max = mi->batch_max;
+    }
+}
+
+static void pending_totals(const wr_loop_t *loop, size_t *msgs, size_t *bytes)
+{
+    size_t m = 0, b = 0;
+    for (size_t i = 0; i < loop->nparts; i++) {
+        m += wr_part_count(loop->parts[i]);
+        b += wr_part_bytes(loop->parts[i]);
+    }
+    *msgs = m;
+    *bytes = b;
+}
+
+/* Pause every partition when over the bounds, resume them under half of them. */
+static void check_pressure(wr_loop_t *loop)
+{
+    size_t msgs, bytes;
+    for (size_t i = 0; i < loop->nparts; i++)
+        wr_part_watermark(loop->parts[i]); /* release the done ones: only the held count */
+    pending_totals(loop, &msgs, &bytes);
+    loop->counters.pending = msgs;
+    bool over = msgs >= (size_t)loop->max_pending || bytes >= (size_t)loop->max_pending_bytes;
+    bool under =
+        msgs <= (size_t)loop->max_pending / 2 && bytes <= (size_t)loop->max_pending_bytes / 2;
+    if (!over && !under)
+        return;
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(16);
+    for (size_t i = 0; i < loop->nparts; i++) {
+        wr_part_t *p = loop->parts[i];
+        if (wr_part_paused(p) != over) {
+            rd_kafka_topic_partition_list_add(l, wr_part_topic(p), wr_part_partition(p));
+            wr_part_set_paused(p, over);
+        }
+    }
+    if (l->cnt > 0) {
+        rd_kafka_resp_err_t err = over ? rd_kafka_pause_partitions(loop->consumer, l)
+                                       : rd_kafka_resume_partitions(loop->consumer, l);
+        if (err)
+            DW_WARN(FAC, "could not %s partitions: %s", over ? "pause" : "resume",
+                    rd_kafka_err2str(err));
+        else
+            DW_INFO(FAC, "%s %d partition(s): %zu command(s), %zu byte(s) held",
+                    over ? "paused" : "resumed", l->cnt, msgs, bytes);
+    }
+    rd_kafka_topic_partition_list_destroy(l);
+}
+
+/* ---------------------------------------------------------------- offsets */
+
+/* Commit the watermark of parts[i] for every i in idx[0..n) (NULL: all), synchronously. */
+static void commit_parts(wr_loop_t *loop, const size_t *idx, size_t n)
+{
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(16);
+    size_t count = idx ? n : loop->nparts;
+    for (size_t k = 0; k < count; k++) {
+        wr_part_t *p = loop->parts[idx ? idx[k] : k];
+        int64_t wm = wr_part_watermark(p);
+        if (wm >= 0 && wm > wr_part_committed(p))
+            rd_kafka_topic_partition_list_add(l, wr_part_topic(p), wr_part_partition(p))->offset =
+                wm;
+    }
+    if (l->cnt > 0) {
+        rd_kafka_resp_err_t err = rd_kafka_commit(loop->consumer, l, 0);
+        if (err) {
+            DW_WARN(FAC, "could not commit the offsets of %d partition(s): %s (retrying later)",
+                    l->cnt, rd_kafka_err2str(err));
+        } else {
+            for (int i = 0; i < l->cnt; i++) {
+                wr_part_t *p = part_find(loop, l->elems[i].topic, l->elems[i].partition, NULL);
+                if (p)
+                    wr_part_set_committed(p, l->elems[i].offset);
+            }
+            DW_DEBUG(FAC, "committed the offsets of %d partition(s)", l->cnt);
+        }
+    }
+    rd_kafka_topic_partition_list_destroy(l);
+}
+
+/* ---------------------------------------------------------------- dead letters */
+
+static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *rkm, void *opaque)
+{
+    (void)rk;
+    wr_loop_t *loop = opaque;
+    wr_ticket_t *t = rkm->_private;
+    if (!t)
+        return;
+    wr_item_t *item = t->item;
+    free(t);
+    if (!item)
+        return;
+    item->ticket = NULL;
+    if (rkm->err) {
+        DW_WARN(FAC, "dead letter of %s [%" PRId32 "] @%" PRId64 " not delivered: %s (again)",
+                wr_part_topic(item->part), wr_part_partition(item->part), item->offset,
+                rd_kafka_err2str(rkm->err));
+        if (loop->nredo == loop->capredo) {
+            size_t cap = loop->capredo ? loop->capredo * 2 : 16;
+            wr_item_t **n = realloc(loop->redo, cap * sizeof(*n));
+            if (!n) {
+                wr_fatal(loop, DW_ERR_NOMEM, "out of memory");
+                return;
+            }
+            loop->redo = n;
+            loop->capredo = cap;
+        }
+        loop->redo[loop->nredo++] = item;
+        return;
+    }
+    loop->counters.dead_lettered[wr_dlq_class_index(item->dlq_class)]++;
+    loop->counters.coalesced += item->nsup;
+    wr_item_done(item);
+}
+
+static wr_fail_t *item_fail(wr_item_t *item)
+{
+    if (!item->fail)
+        item->fail = calloc(1, sizeof(*item->fail));
+    return item->fail;
+}
+
+/* Produce item's original message to its map's dead-letter topic with the dw.error.* headers of
+ * item->fail and class cls; the item is done when the broker acknowledged it. */
+static void dead_letter(wr_loop_t *loop, wr_item_t *item, const char *cls)
+{
+    rd_kafka_message_t *rkm = item->msg;
+    const wr_mapinfo_t *mi = wr_part_user(item->part);
+    wr_fail_t *f = item->fail;
+    rd_kafka_headers_t *orig = NULL;
+    char errstr[512];
+    if (rd_kafka_message_headers(rkm, &orig) != RD_KAFKA_RESP_ERR_NO_ERROR)
+        orig = NULL;
+    int64_t now = wall_ms();
+    dw_dlq_info_t info = {
+        .cls = cls,
+        .reason = f && f->reason ? f->reason : (f ? dw_wclass_name(f->cls) : NULL),
+        .field = f ? f->field : NULL,
+        .message = f && f->message[0] ? f->message : NULL,
+        .stage = "writer",
+        .origin_topic = wr_part_topic(item->part),
+        .origin_partition = wr_part_partition(item->part),
+        .origin_offset = item->offset,
+        .now_ms = now,
+        .instance = loop->instance,
+        .http_status = f ? (int)f->status : 0,
+        .target_code = f && f->code[0] ? f->code : NULL,
+        .attempts = item->attempts > 0 ? item->attempts : 1,
+        .first_ms = f && f->first_ms ? f->first_ms : now,
+    };
+    rd_kafka_headers_t *hdrs = dw_dlq_headers(orig, &info);
+    wr_ticket_t *t = calloc(1, sizeof(*t));
+    if (!hdrs || !t) {
+        if (hdrs)
+            rd_kafka_headers_destroy(hdrs);
+        free(t);
+        wr_fatal(loop, DW_ERR_NOMEM, "out of memory");
+        return;
+    }
+    t->item = item;
+    item->ticket = t;
+    item->dlq_class = cls;
+    item->state = WR_ST_INFLIGHT;
+    dw_kafka_msg_t m = DW_KAFKA_MSG_INIT;
+    m.topic = mi->dlq;
+    m.key = rkm->key;
+    m.key_len = rkm->key_len;
+    m.value = rkm->payload;
+    m.value_len = rkm->len;
+    m.msg_opaque = t;
+    DW_WARN(FAC, "dead letter: %s [%" PRId32 "] @%" PRId64 " -> %s: class=%s status=%ld code=%s %s",
+            wr_part_topic(item->part), wr_part_partition(item->part), item->offset, mi->dlq, cls,
+            f ? f->status : 0L, f && f->code[0] ? f->code : "-", f ? f->message : "");
+    dw_err_t err;
+    for (;;) {
+        err = dw_kafka_produce(loop->producer, &m, hdrs, 1000, errstr, sizeof(errstr));
+        hdrs = NULL; /* taken */
+        if (err != DW_ERR_QUEUE_FULL || dw_signal_stop_requested())
+            break;
+        if (!(hdrs = dw_dlq_headers(orig, &info)))
+            break;
+    }
+    if (err) {
+        /* never produced: no delivery report will come */
+        if (item->ticket == t) {
+            item->ticket = NULL;
+            free(t);
+        }
+        if (err == DW_ERR_FENCED || rd_kafka_fatal_error(loop->producer, NULL, 0)) {
+            wr_fatal(loop, err, errstr);
+            return;
+        }
+        DW_WARN(FAC, "%s (the dead letter is produced again later)", errstr);
+        if (loop->nredo == loop->capredo) {
+            size_t cap = loop->capredo ? loop->capredo * 2 : 16;
+            wr_item_t **n = realloc(loop->redo, cap * sizeof(*n));
+            if (!n) {
+                wr_fatal(loop, DW_ERR_NOMEM, "out of memory");
+                return;
+            }
+            loop->redo = n;
+            loop->capredo = cap;
+        }
+        loop->redo[loop->nredo++] = item;
+    }
+}
+
+static void redo_dead_letters(wr_loop_t *loop)
+{
+    if (loop->nredo == 0)
+        return;
+    size_t n = loop->nredo;
+    wr_item_t **list = malloc(n * sizeof(*list));
+    if (!list)
+        return;
+    memcpy(list, loop->redo, n * sizeof(*list));
+    loop->nredo = 0;
+    for (size_t i = 0; i < n && !loop->fatal; i++)
+        if (list[i])
+            dead_letter(loop, list[i], list[i]->dlq_class);
+    free(list);
+}
+
+/* ---------------------------------------------------------------- rebalances */
+
+static void on_assign(wr_loop_t *loop, rd_kafka_topic_partition_list_t *parts)
+{
+    for (int i = 0; i < parts->cnt; i++) {
+        const char *topic = parts->elems[i].topic;
+        int32_t partition = parts->elems[i].partition;
+        wr_mapinfo_t *mi = mapinfo_by_topic(loop, topic);
+        if (!mi || part_find(loop, topic, partition, NULL))
+            continue;
+        if (loop->nparts == loop->capparts) {
+            size_t cap = loop->capparts ? loop->capparts * 2 : 32;
+            wr_part_t **np = realloc(loop->parts, cap * sizeof(*np));
+            if (np)
+                loop->parts = np;
+            wr_part_batchinfo_t *nb = realloc(loop->binfo, cap * sizeof(*nb));
+            if (nb)
+                loop->binfo = nb;
+            if (!np || !nb) {
+                wr_fatal(loop, DW_ERR_NOMEM, "out of memory");
+                return;
+            }
+            loop->capparts = cap;
+        }
+        wr_part_t *p = wr_part_new(topic, partition, item_free_cb, loop);
+        if (!p) {
+            wr_fatal(loop, DW_ERR_NOMEM, "out of memory");
+            return;
+        }
+        wr_part_set_user(p, mi);
+        loop->parts[loop->nparts++] = p;
+    }
+    binfo_rebuild(loop);
+}
+
+static void on_revoke(wr_loop_t *loop, rd_kafka_topic_partition_list_t *parts, bool lost)
+{
+    char errstr[256];
+    if (!lost && loop->producer) {
+        /* the dead letters of these partitions count as done once acknowledged */
+        int remaining = 0;
+        if (dw_kafka_flush(loop->producer, (int)loop->flush_timeout_ms, &remaining, errstr,
+                           sizeof(errstr)) != DW_OK)
+            DW_WARN(FAC, "%d dead letter(s) still unacknowledged on revoke: %s", remaining, errstr);
+    }
+    size_t *idx = calloc((size_t)parts->cnt + 1, sizeof(*idx));
+    size_t n = 0;
+    for (int i = 0; i < parts->cnt && idx; i++) {
+        size_t k;
+        if (part_find(loop, parts->elems[i].topic, parts->elems[i].partition, &k))
+            idx[n++] = k;
+    }
+    if (!lost && n > 0)
+        commit_parts(loop, idx, n);
+    /* drop the queued and retried commands of the revoked partitions: the next owner starts
+     * at the committed offsets */
+    for (int i = 0; i < parts->cnt; i++) {
+        size_t k;
+        wr_part_t *p = part_find(loop, parts->elems[i].topic, parts->elems[i].partition, &k);
+        if (!p)
+            continue;
+        size_t left = wr_part_count(p);
+        if (left > 0)
+            DW_INFO(FAC,
+                    "%s [%" PRId32 "]: dropping %zu command(s) not done (the next owner "
+                    "reads them again)",
+                    wr_part_topic(p), wr_part_partition(p), left);
+        wr_part_destroy(p);
+        loop->parts[k] = loop->parts[--loop->nparts];
+    }
+    free(idx);
+    binfo_rebuild(loop);
+}
+
+static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
+                         rd_kafka_topic_partition_list_t *parts, void *opaque)
+{
+    wr_loop_t *loop = opaque;
+    const char *proto = rd_kafka_rebalance_protocol(rk);
+    bool coop = proto && strcmp(proto, "COOPERATIVE") == 0;
+    rd_kafka_error_t *error = NULL;
+    rd_kafka_resp_err_t ret = RD_KAFKA_RESP_ERR_NO_ERROR;
+    switch (err) {
+    case RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS:
+        loop->counters.rebalances++;
+        DW_INFO(FAC, "assigned %d partition(s)", parts->cnt);
+        on_assign(loop, parts);
+        if (coop)
+            error = rd_kafka_incremental_assign(rk, parts);
+        else
+            ret = rd_kafka_assign(rk, parts);
+        break;
+    case RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS:
+        on_revoke(loop, parts, rd_kafka_assignment_lost(rk));
+        DW_INFO(FAC, "revoked %d partition(s)", parts->cnt);
+        if (coop)
+            error = rd_kafka_incremental_unassign(rk, parts);
+        else
+            ret = rd_kafka_assign(rk, NULL);
+        break;
+    default:
+        DW_ERROR(FAC, "rebalance failed: %s", rd_kafka_err2str(err));
+        on_revoke(loop, parts, true);
+        ret = rd_kafka_assign(rk, NULL);
+        break;
+    }
+    if (error) {
+        DW_ERROR(FAC, "could not apply the rebalance: %s", rd_kafka_error_string(error));
+        rd_kafka_error_destroy(error);
+    } else if (ret) {
+        DW_ERROR(FAC, "could not apply the rebalance: %s", rd_kafka_err2str(ret));
+    }
+}
+
+/* ---------------------------------------------------------------- consuming */
+
+static void consumer_error(wr_loop_t *loop, const rd_kafka_message_t *rkm)
+{
+    if (rkm->err == RD_KAFKA_RESP_ERR__PARTITION_EOF)
+        return;
+    char errstr[512];
+    rd_kafka_resp_err_t ferr = rd_kafka_fatal_error(loop->consumer, errstr, sizeof(errstr));
+    if (ferr) {
+        char msg[640];
+        snprintf(msg, sizeof(msg), "fatal consumer error: %s", errstr);
+        wr_fatal(loop, dw_kafka_err_map(ferr), msg);
+        return;
+    }
+    int64_t now = mono_ms();
+    if (now - loop->last_consumer_warn_ms >= 30000) {
+        loop->last_consumer_warn_ms = now;
+        DW_WARN(FAC, "consumer: %s%s%s", rkm->rkt ? rd_kafka_topic_name(rkm->rkt) : "",
+                rkm->rkt ? ": " : "", rd_kafka_message_errstr(rkm));
+    }
+}
+
+/* Take one consumed message (taken). */
+static void take_message(wr_loop_t *loop, rd_kafka_message_t *rkm)
+{
+    const char *topic = rd_kafka_topic_name(rkm->rkt);
+    wr_part_t *p = part_find(loop, topic, rkm->partition, NULL);
+    if (!p) {
+        rd_kafka_message_destroy(rkm); /* not ours (any more) */
+        return;
+    }
+    const wr_mapinfo_t *mi = wr_part_user(p);
+    /* the parsed JSON costs about three times the text: count four */
+    wr_item_t *it = wr_item_new(rkm->offset, rkm->key, rkm->key ? rkm->key_len : 0, rkm->len * 4);
+    if (!it || wr_part_push(p, it) != DW_OK) {
+        if (it)
+            wr_item_free(it, NULL, NULL);
+        rd_kafka_message_destroy(rkm);
+        wr_fatal(loop, DW_ERR_NOMEM, "out of memory");
+        return;
+    }
+    it->msg = rkm;
+    it->arrived_ms = mono_ms();
+    loop->counters.consumed++;
+    char why[400], field[64];
+    dw_err_t err = wr_cmd_parse(rkm->payload, rkm->len, dw_map_name(mi->map), loop->target_name,
+                                &it->cmd, why, sizeof(why), field, sizeof(field));
+    if (err == DW_ERR_NOMEM) {
+        wr_fatal(loop, DW_ERR_NOMEM, "out of memory");
+        return;
+    }
+    if (!err && !wr_key_valid(rkm->key, rkm->key_len)) {
+        wr_cmd_clear(&it->cmd);
+        snprintf(why, sizeof(why),
+                 "the message key (the canonical record key) is missing, or "
+                 "not UTF-8 text");
+        field[0] = '\0';
+        err = DW_ERR_PARSE;
+    }
+    if (!err) {
+        it->valid = true;
+        return;
+    }
+    wr_fail_t *f = item_fail(it);
+    if (!f) {
+        wr_fatal(loop, DW_ERR_NOMEM, "out of memory");
+        return;
+    }
+    f->cls = DW_WCLASS_UNKNOWN;
+    f->reason = "invalid_command";
+    snprintf(f->field, sizeof(f->field), "%s", field);
+    snprintf(f->message, sizeof(f->message), "%s", why);
+    f->first_ms = f->last_ms = wall_ms();
+    dead_letter(loop, it, DW_DLQ_CLASS_POISON);
+}
+
+/* ---------------------------------------------------------------- one batch */
+
+/* Give group g back to the queue, to be tried again after delay_ms (no attempt counted). */
+static void group_release(wr_loop_t *loop, wr_item_t *it, int64_t delay_ms)
+{
+    (void)loop;
+    wr_item_release_sup(it);
+    it->state = WR_ST_PENDING;
+    it->not_before_ms = mono_ms() + delay_ms;
+}
+
+static void pg_failed(wr_loop_t *loop, dw_err_t err, const char *what, const char *errstr)
+{
+    loop->counters.ledger_failures++;
+    DW_ERROR(FAC, "ledger: %s: %s (the batch is retried)", what, errstr);
+    if (err == DW_ERR_PG_CONN) {
+        char e2[512];
+        if (dw_pg_reset(loop->pg, e2, sizeof(e2)) != DW_OK)
+            DW_ERROR(FAC, "ledger: %s", e2);
+    }
+}
+
+static void record_failure(wr_loop_t *loop, wr_item_t *it, const dw_wrec_t *r, bool *throttled)
+{
+    const wr_mapinfo_t *mi = wr_part_user(it->part);
+    wr_fail_t *f = item_fail(it);
+    if (!f) {
+        wr_fatal(loop, DW_ERR_NOMEM, "out of memory");
+        return;
+    }
+    int64_t now = wall_ms();
+    if (!f->first_ms)
+        f->first_ms = now;
+    f->last_ms = now;
+    f->cls = r->cls;
+    f->status = r->status;
+    f->reason = dw_wclass_name(r->cls);
+    snprintf(f->code, sizeof(f->code), "%s", r->code);
+    snprintf(f->message, sizeof(f->message), "%s", r->message);
+    it->attempts++;
+    if (r->cls == DW_WCLASS_TRANSIENT && r->retry_after_ms > 0) {
+        /* the target asked the client to wait: no request at all before then */
+        int64_t until = mono_ms() + r->retry_after_ms;
+        if (until > loop->hold_until_ms)
+            loop->hold_until_ms = until;
+    }
+    if (r->status == 429) {
+        loop->counters.throttled++;
+        *throttled = true;
+    }
+    int64_t delay = 0;
+    const char *cls = wr_sched_failure(&mi->policy, r->cls, it->attempts, f->first_ms, now,
+                                       r->retry_after_ms, rnd_next(loop), &delay);
+    if (!cls) {
+        loop->counters.retries++;
+        DW_DEBUG(FAC,
+                 "%s [%" PRId32 "] @%" PRId64 ": %s (status %ld %s), retry %d in %" PRId64 " ms",
+                 wr_part_topic(it->part), wr_part_partition(it->part), it->offset,
+                 dw_wclass_name(r->cls), r->status, r->code, it->attempts, delay);
+        group_release(loop, it, delay);
+        return;
+    }
+    dead_letter(loop, it, cls);
+}
+
+static void write_batch(wr_loop_t *loop, size_t ng)
+{
+    char errstr[1024];
+    json_t *ids = NULL;
+    size_t nrec = 0, nput = 0;
+    bool throttled = false;
+    dw_err_t err;
+    for (size_t g = 0; g < ng; g++) {
+        wr_item_t *it = loop->batch[g];
+        loop->a_maps[g] = it->cmd.map;
+        loop->a_cks[g] = it->key;
+        loop->a_rids[g] = it->cmd.record_id;
+    }
+    err = wr_ledger_fetch(loop->pg, ng, loop->a_maps, loop->a_cks, loop->a_rids, loop->rows, errstr,
+                          sizeof(errstr));
+    if (err) {
+        pg_failed(loop, err, "could not read", errstr);
+        for (size_t g = 0; g < ng; g++)
+            group_release(loop, loop->batch[g], 1000);
+        return;
+    }
+    /* decide, and the records to write */
+    for (size_t g = 0; g < ng; g++) {
+        wr_item_t *it = loop->batch[g];
+        const wr_mapinfo_t *mi = wr_part_user(it->part);
+        wr_decide(&it->cmd, loop->target, &loop->rows[g], &loop->decs[g]);
+        if (loop->decs[g].kind != WR_DEC_WRITE)
+            continue;
+        dw_wrec_t *r = &loop->recs[nrec];
+        memset(r, 0, sizeof(*r));
+        r->entity_set = mi->entity_set;
+        r->table = mi->table;
+        r->op = it->cmd.op;
+        r->key = loop->decs[g].key;
+        r->record_id = loop->decs[g].record_id;
+        r->fields = it->cmd.op == DW_WOP_UPSERT ? it->cmd.fields : NULL;
+        r->exists_hint = loop->decs[g].exists_hint;
+        r->correlation_id = it->cmd.correlation_id;
+        r->retry_after_ms = -1;
+        loop->rec_of[nrec++] = g;
+    }
+    if (nrec > 0) {
+        int64_t t0 = mono_us();
+        err = dw_target_write(loop->tgt, loop->recs, nrec, errstr, sizeof(errstr));
+        wr_counters_latency(&loop->counters, (uint64_t)(mono_us() - t0));
+        loop->counters.batches++;
+        loop->counters.batch_sum += nrec;
+        if (nrec > loop->counters.batch_max)
+            loop->counters.batch_max = nrec;
+        if (err == DW_ERR_CONFIG) {
+            char msg[1100];
+            snprintf(msg, sizeof(msg), "the target refuses the credentials: %s", errstr);
+            wr_fatal(loop, err, msg);
+        } else if (err && err != DW_ERR_INTERRUPTED) {
+            DW_ERROR(FAC, "write failed: %s (the batch is retried)", errstr);
+        }
+        if (err && err != DW_ERR_INTERRUPTED) {
+            for (size_t g = 0; g < ng; g++)
+                group_release(loop, loop->batch[g], 1000);
+            goto out;
+        }
+    }
+    /* the ledger entries of what was written */
+    ids = json_object();
+    if (!ids)
+        goto nomem;
+    for (size_t g = 0; g < ng; g++) {
+        /* an echo still moves the origin side's version on (fencing what is older) */
+        if (loop->decs[g].kind != WR_DEC_ECHO)
+            continue;
+        wr_item_t *it = loop->batch[g];
+        const char *ck = loop->rows[g].found ? loop->rows[g].canonical_key : it->key;
+        if (wr_ledger_entry_seen(&it->cmd, loop->target, ck, &loop->puts[nput]) != DW_OK)
+            goto nomem;
+        nput++;
+    }
+    for (size_t k = 0; k < nrec; k++) {
+        dw_wrec_t *r = &loop->recs[k];
+        size_t g = loop->rec_of[k];
+        wr_item_t *it = loop->batch[g];
+        if (r->cls != DW_WCLASS_OK)
+            continue;
+        const char *ck = loop->rows[g].found ? loop->rows[g].canonical_key : it->key;
+        if (wr_ledger_entry(&it->cmd, loop->target, ck, r->key, r->record_id_out,
+                            &loop->puts[nput]) != DW_OK)
+            goto nomem;
+        nput++;
+        if (loop->target == DW_MAP_DV && it->cmd.op == DW_WOP_UPSERT && r->record_id_out[0]) {
+            json_t *list = json_object_get(ids, it->cmd.map);
+            if (!list) {
+                list = json_array();
+                if (!list || json_object_set_new(ids, it->cmd.map, list) != 0)
+                    goto nomem;
+            }
+            if (json_array_append_new(list, json_pack("{s:s, s:s, s:O}", "id", r->record_id_out,
+                                                      "ck", ck, "key", r->key)) != 0)
+                goto nomem;
+        }
+    }
+    err = wr_ledger_store(loop->pg, loop->puts, nput, ids, errstr, sizeof(errstr));
+    if (err) {
+        pg_failed(loop, err, "could not store", errstr);
+        for (size_t g = 0; g < ng; g++)
+            if (loop->decs[g].kind != WR_DEC_WRITE)
+                group_release(loop, loop->batch[g], 1000);
+        for (size_t k = 0; k < nrec; k++)
+            if (loop->recs[k].cls == DW_WCLASS_OK)
+                group_release(loop, loop->batch[loop->rec_of[k]], 1000);
+    } else {
+        for (size_t g = 0; g < ng; g++) {
+            wr_item_t *it = loop->batch[g];
+            switch (loop->decs[g].kind) {
+            case WR_DEC_WRITE:
+                continue;
+            case WR_DEC_ECHO:
+                loop->counters.echo_dropped++;
+                break;
+            case WR_DEC_STALE:
+                loop->counters.stale_dropped++;
+                break;
+            case WR_DEC_UNRESOLVED:
+                loop->counters.delete_unresolved++;
+                DW_INFO(FAC,
+                        "%s [%" PRId32 "] @%" PRId64 ": delete of row %s: no key known in "
+                        "the ledger, nothing to delete",
+                        wr_part_topic(it->part), wr_part_partition(it->part), it->offset,
+                        it->cmd.record_id);
+                break;
+            }
+            loop->counters.coalesced += it->nsup;
+            wr_item_done(it);
+        }
+        for (size_t k = 0; k < nrec; k++) {
+            if (loop->recs[k].cls != DW_WCLASS_OK)
+                continue;
+            wr_item_t *it = loop->batch[loop->rec_of[k]];
+            loop->counters.written++;
+            loop->counters.coalesced += it->nsup;
+            wr_item_done(it);
+        }
+    }
+    /* failures: retry or dead letter */
+    for (size_t k = 0; k < nrec && !loop->fatal; k++) {
+        dw_wrec_t *r = &loop->recs[k];
+        if (r->cls == DW_WCLASS_OK)
+            continue;
+        wr_item_t *it = loop->batch[loop->rec_of[k]];
+        if (dw_signal_stop_requested() && r->cls == DW_WCLASS_TRANSIENT) {
+            group_release(loop, it, 0); /* interrupted: not an attempt */
+            continue;
+        }
+        record_failure(loop, it, r, &throttled);
+    }
+    if (nrec > 0 && wr_aimd_batch(&loop->aimd, throttled)) {
+        dw_target_set_concurrency(loop->tgt, loop->aimd.cur);
+        DW_INFO(FAC, "concurrency %d%s", loop->aimd.cur, throttled ? " (throttled)" : "");
+    }
+    loop->counters.concurrency = loop->aimd.cur;
+    goto out;
+nomem:
+    wr_fatal(loop, DW_ERR_NOMEM, "out of memory");
+out:
+    json_decref(ids);
+    for (size_t i = 0; i < nput; i++)
+        wr_ledger_put_clear(&loop->puts[i]);
+    for (size_t g = 0; g < ng; g++)
+        wr_ledger_row_clear(&loop->rows[g]);
+}
+
+/* ---------------------------------------------------------------- life cycle */
+
+static void free_names(char **names, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free(names[i]);
+    free(names);
+}
+
+/* The served maps that write to the target, into loop->maps. */
+static dw_err_t select_maps(wr_loop_t *loop, char *errstr, size_t errstr_size)
+{
+    const char *spec = dw_conf_get_str(loop->conf, "writer.maps");
+    dw_map_dir_t dir = loop->target == DW_MAP_DV ? DW_MAP_FO_TO_DV : DW_MAP_DV_TO_FO;
+    size_t n = dw_mapset_count(loop->set);
+    loop->maps = calloc(n + 1, sizeof(*loop->maps));
+    if (!loop->maps)
+        return dw_errf(DW_ERR_NOMEM, errstr, errstr_size, "out of memory");
+    bool all = !spec || !*spec || strcmp(spec, "all") == 0;
+    char **names = NULL;
+    size_t nnames = 0;
+    if (!all) {
+        char *copy = strdup(spec);
+        names = calloc(strlen(spec) + 1, sizeof(*names));
+        if (!copy || !names) {
+            free(copy);
+            free(names);
+            return dw_errf(DW_ERR_NOMEM, errstr, errstr_size, "out of memory");
+        }
+        char *save = NULL;
+        for (char *t = strtok_r(copy, ", ", &save); t; t = strtok_r(NULL, ", ", &save))
+            names[nnames++] = strdup(t);
+        free(copy);
+        for (size_t i = 0; i < nnames; i++) {
+            const dw_map_t *m = names[i] ? dw_mapset_find(loop->set, names[i]) : NULL;
+            if (!m) {
+                dw_err_t e = dw_errf(
+                    DW_ERR_CONFIG, errstr, errstr_size, "writer.maps: no map named \"%s\" in %s",
+                    names[i] ? names[i] : "?", dw_conf_get_str(loop->conf, "maps.dir"));
+                free_names(names, nnames);
+                return e;
+            }
+            if (!dw_map_runs(m, dir)) {
+                dw_err_t e =
+                    dw_errf(DW_ERR_CONFIG, errstr, errstr_size,
+                            "writer.maps: map \"%s\" does not write to %s (direction %s)", names[i],
+                            loop->target_name, dw_map_dir_name(dw_map_direction(m)));
+                free_names(names, nnames);
+                return e;
+            }
+        }
+    }
+    for (size_t i = 0; i < n; i++) {
+        const dw_map_t *m = dw_mapset_get(loop->set, i);
+        bool want = false;
+        if (all)
+            want = dw_map_runs(m, dir);
+        for (size_t j = 0; j < nnames && !want; j++)
+            want = strcmp(names[j], dw_map_name(m)) == 0;
+        if (!want)
+            continue;
+        wr_mapinfo_t *mi = &loop->maps[loop->nmaps];
+        mi->map = m;
+        mi->index = loop->nmaps;
+        dw_kafka_topic_name(mi->topic, sizeof(mi->topic), dw_map_name(m),
+                            loop->target == DW_MAP_DV ? DW_KAFKA_TOPIC_TO_DV : DW_KAFKA_TOPIC_TO_FO,
+                            NULL, 0);
+        dw_kafka_topic_name(mi->dlq, sizeof(mi->dlq), dw_map_name(m), DW_KAFKA_TOPIC_DLQ, NULL, 0);
+        mi->entity_set =
+            loop->target == DW_MAP_DV ? dw_map_dv_entity_set(m) : dw_map_fo_entity_set(m);
+        mi->table = loop->target == DW_MAP_DV ? dw_map_dv_table(m) : dw_map_fo_entity(m);
+        char key[300];
+        snprintf(key, sizeof(key), "maps.%s.batch_max", dw_map_name(m));
+        mi->batch_max = dw_conf_is_set(loop->conf, key) ? (size_t)dw_conf_get_int(loop->conf, key)
+                                                        : (size_t)loop->batch_max;
+        snprintf(key, sizeof(key), "maps.%s.on_unavailable", dw_map_name(m));
+        const char *ou = dw_conf_get_str(loop->conf, key);
+        mi->policy.fail_when_unavailable =
+            ou ? strcmp(ou, "fail") == 0 : dw_map_on_unavailable(m) == DW_MAP_UNAVAILABLE_FAIL;
+        mi->policy.initial_ms = dw_conf_get_int(loop->conf, "writer.retry_initial_ms");
+        mi->policy.max_ms = dw_conf_get_int(loop->conf, "writer.retry_max_ms");
+        mi->policy.budget = dw_conf_get_int(loop->conf, "writer.retry_budget");
+        mi->policy.budget_ms = dw_conf_get_int(loop->conf, "writer.retry_budget_ms");
+        mi->policy.lookup_retries = dw_conf_get_int(loop->conf, "writer.lookup_retries");
+        loop->nmaps++;
+    }
+    free_names(names, nnames);
+    if (loop->nmaps == 0)
+        return dw_errf(DW_ERR_CONFIG, errstr, errstr_size, "no map of %s writes to %s",
+                       dw_conf_get_str(loop->conf, "maps.dir"), loop->target_name);
+    return DW_OK;
+}
+
+static dw_err_t ensure_topics(wr_loop_t *loop, char *errstr, size_t errstr_size)
+{
+    if (!dw_conf_get_bool(loop->conf, "writer.create_topics"))
+        return DW_OK;
+    dw_err_t err = DW_OK;
+    rd_kafka_t *rk = NULL;
+    size_t created = 0;
+    dw_topics_t *ts = dw_topics_new(loop->conf, 0);
+    if (!ts)
+        return dw_errf(DW_ERR_NOMEM, errstr, errstr_size, "out of memory");
+    unsigned kinds =
+        DW_TOPICS_KIND(loop->target == DW_MAP_DV ? DW_KAFKA_TOPIC_TO_DV : DW_KAFKA_TOPIC_TO_FO) |
+        DW_TOPICS_KIND(DW_KAFKA_TOPIC_DLQ);
+    for (size_t i = 0; i < loop->nmaps && !err; i++)
+        err = dw_topics_add_map(ts, dw_map_name(loop->maps[i].map), kinds, errstr, errstr_size);
+    if (err)
+        goto out;
+    if (!(rk = dw_kafka_admin_new(loop->conf, errstr, errstr_size))) {
+        err = DW_ERR_CONFIG;
+        goto out;
+    }
+    err = dw_topics_ensure(ts, rk, 30000, &created, errstr, errstr_size);
+    if (err) {
+        char why[1024];
+        snprintf(why, sizeof(why), "%s", errstr);
+        err = dw_errf(err, errstr, errstr_size, "could not make sure of the topics: %s", why);
+        goto out;
+    }
+    if (created > 0)
+        DW_INFO(FAC, "created %zu missing topic(s) of %zu", created, dw_topics_count(ts));
+out:
+    if (rk)
+        rd_kafka_destroy(rk);
+    dw_topics_destroy(ts);
+    return err;
+}
+
+wr_loop_t *wr_loop_new(const dw_conf_t *conf, const char *target, int *exit_code, char *errstr,
+                       size_t errstr_size)
+{
+    *exit_code = 1;
+    wr_loop_t *loop = calloc(1, sizeof(*loop));
+    if (!loop) {
+        dw_errf(DW_ERR_NOMEM, errstr, errstr_size, "out of memory");
+        return NULL;
+    }
+    loop->conf = conf;
+    snprintf(loop->target_name, sizeof(loop->target_name), "%s", target);
+    loop->target = strcmp(target, "dv") == 0 ? DW_MAP_DV : DW_MAP_FO;
+    loop->batch_max = dw_conf_get_int(conf, "writer.batch_max");
+    loop->linger_ms = dw_conf_get_int(conf, "writer.batch_linger_ms");
+    loop->max_pending = dw_conf_get_int(conf, "writer.max_pending");
+    loop->max_pending_bytes = dw_conf_get_int(conf, "writer.max_pending_bytes");
+    loop->commit_interval_ms = dw_conf_get_int(conf, "writer.commit_interval_ms");
+    loop->poll_ms = dw_conf_get_int(conf, "writer.poll_ms");
+    loop->flush_timeout_ms = dw_conf_get_int(conf, "writer.flush_timeout_ms");
+    loop->stats_interval_ms = dw_conf_get_int(conf, "writer.stats_interval_ms");
+    loop->rnd = (uint64_t)wall_ms() * 2654435761u ^ (uint64_t)getpid();
+    if (!loop->rnd)
+        loop->rnd = 88172645463325252ULL;
+    int conc = (int)dw_conf_get_int(conf, "writer.concurrency");
+    int cmax = (int)dw_conf_get_int(conf, "writer.concurrency_max");
+    wr_aimd_init(&loop->aimd, conc, cmax < conc ? conc : cmax,
+                 (int)dw_conf_get_int(conf, "writer.concurrency_increase_after"));
+    loop->counters.concurrency = loop->aimd.cur;
+
+    const char *inst = dw_conf_get_str(conf, "writer.instance_id");
+    if (inst && *inst)
+        snprintf(loop->instance, sizeof(loop->instance), "%s", inst);
+    else if (gethostname(loop->instance, sizeof(loop->instance) - 1) != 0 || !loop->instance[0])
+        snprintf(loop->instance, sizeof(loop->instance), "localhost");
+
+    size_t bm = (size_t)loop->batch_max;
+    loop->batch = calloc(bm, sizeof(*loop->batch));
+    loop->recs = calloc(bm, sizeof(*loop->recs));
+    loop->rec_of = calloc(bm, sizeof(*loop->rec_of));
+    loop->decs = calloc(bm, sizeof(*loop->decs));
+    loop->rows = calloc(bm, sizeof(*loop->rows));
+    loop->puts = calloc(bm, sizeof(*loop->puts));
+    loop->a_maps = calloc(bm, sizeof(*loop->a_maps));
+    loop->a_cks = calloc(bm, sizeof(*loop->a_cks));
+    loop->a_rids = calloc(bm, sizeof(*loop->a_rids));
+    if (!loop->batch || !loop->recs || !loop->rec_of || !loop->decs || !loop->rows || !loop->puts ||
+        !loop->a_maps || !loop->a_cks || !loop->a_rids) {
+        dw_errf(DW_ERR_NOMEM, errstr, errstr_size, "out of memory");
+        goto fail;
+    }
+
+    const char *maps_dir = dw_conf_get_str(conf, "maps.dir");
+    char why[1024];
+    loop->set = dw_mapset_load(maps_dir, dw_conf_get_str(conf, "maps.metadata_dir"), NULL, why,
+                               sizeof(why));
+    if (!loop->set) {
+        dw_errf(DW_ERR_CONFIG, errstr, errstr_size, "could not load the maps of %s: %s", maps_dir,
+                why);
+        *exit_code = 2;
+        goto fail;
+    }
+    dw_err_t err = select_maps(loop, errstr, errstr_size);
+    if (err) {
+        *exit_code = err == DW_ERR_NOMEM ? 1 : 2;
+        goto fail;
+    }
+    if (!(loop->map_counts = calloc(loop->nmaps, sizeof(*loop->map_counts)))) {
+        dw_errf(DW_ERR_NOMEM, errstr, errstr_size, "out of memory");
+        goto fail;
+    }
+
+    /* the target */
+    err = DW_OK;
+    loop->sys = dw_system_new(conf, loop->target_name, &err, errstr, errstr_size);
+    if (!loop->sys) {
+        *exit_code = err == DW_ERR_CONFIG ? 2 : 1;
+        goto fail;
+    }
+    dw_target_opts_t topts;
+    dw_target_opts_init(&topts);
+    topts.chunk_max = (size_t)dw_conf_get_int(conf, "writer.chunk_max");
+    topts.concurrency = loop->aimd.cur;
+    topts.upsert_multiple = dw_conf_get_bool(conf, "writer.upsert_multiple");
+    loop->tgt = loop->target == DW_MAP_DV
+                    ? dw_target_dv_new(loop->sys, &topts, errstr, errstr_size)
+                    : dw_target_fo_new(loop->sys, &topts, errstr, errstr_size);
+    if (!loop->tgt) {
+        *exit_code = 2;
+        goto fail;
+    }
+
+    /* the ledger */
+    const char *dsn = dw_conf_get_str(conf, "pg.dsn");
+    if (!dsn || !*dsn) {
+        dw_errf(DW_ERR_CONFIG, errstr, errstr_size,
+                "pg.dsn is not set (DW_PG_DSN): the ledger "
+                "needs PostgreSQL");
+        *exit_code = 2;
+        goto fail;
+    }
+    err = DW_OK;
+    loop->pg = dw_pg_connect(dsn, "dw-writer", (int)dw_conf_get_int(conf, "pg.connect_timeout_ms"),
+                             &err, errstr, errstr_size);
+    if (!loop->pg) {
+        *exit_code = err == DW_ERR_CONFIG ? 2 : 1;
+        goto fail;
+    }
+    int applied = 0;
+    if ((err = dw_pg_migrate(loop->pg, dw_conf_get_str(conf, "pg.migrations_dir"), &applied, errstr,
+                             errstr_size)) != DW_OK)
+        goto fail;
+    if (applied > 0)
+        DW_INFO(FAC, "applied %d migration(s)", applied);
+
+    if (ensure_topics(loop, errstr, errstr_size) != DW_OK)
+        goto fail;
+
+    char client_id[300], group[300];
+    snprintf(client_id, sizeof(client_id), "dw-writer-%s-%s", loop->target_name, loop->instance);
+    const char *gid = dw_conf_get_str(conf, "writer.group_id");
+    if (gid && *gid)
+        snprintf(group, sizeof(group), "%s", gid);
+    else
+        snprintf(group, sizeof(group), "dw-writer-%s", loop->target_name);
+    dw_kafka_producer_opts_t popts;
+    dw_kafka_producer_opts_init(&popts);
+    popts.client_id = client_id;
+    popts.dr_msg_cb = dr_cb;
+    popts.opaque = loop;
+    if (!(loop->producer = dw_kafka_producer_new(conf, &popts, errstr, errstr_size))) {
+        *exit_code = 2;
+        goto fail;
+    }
+    dw_kafka_consumer_opts_t copts;
+    dw_kafka_consumer_opts_init(&copts);
+    copts.group_id = group;
+    copts.client_id = client_id;
+    copts.isolation_level = "read_committed";
+    copts.cooperative = true;
+    copts.rebalance_cb = rebalance_cb;
+    copts.opaque = loop;
+    if (!(loop->consumer = dw_kafka_consumer_new(conf, &copts, errstr, errstr_size))) {
+        *exit_code = 2;
+        goto fail;
+    }
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new((int)loop->nmaps);
+    for (size_t i = 0; i < loop->nmaps; i++)
+        rd_kafka_topic_partition_list_add(l, loop->maps[i].topic, RD_KAFKA_PARTITION_UA);
+    rd_kafka_resp_err_t kerr = rd_kafka_subscribe(loop->consumer, l);
+    rd_kafka_topic_partition_list_destroy(l);
+    if (kerr) {
+        dw_errf(dw_kafka_err_map(kerr), errstr, errstr_size, "could not subscribe: %s",
+                rd_kafka_err2str(kerr));
+        goto fail;
+    }
+    DW_INFO(FAC, "instance %s: target %s (%s), group %s, %zu map(s), concurrency %d",
+            loop->instance, loop->target_name, dw_system_base(loop->sys), group, loop->nmaps,
+            loop->aimd.cur);
+    *exit_code = 0;
+    return loop;
+fail:
+    wr_loop_destroy(loop);
+    return NULL;
+}
+
+static void log_counters(wr_loop_t *loop)
+{
+    size_t msgs, bytes;
+    pending_totals(loop, &msgs, &bytes);
+    loop->counters.pending = msgs;
+    char line[1536];
+    wr_counters_format(&loop->counters, line, sizeof(line));
+    DW_INFO(FAC, "counters: %s", line);
+}
+
+dw_err_t wr_loop_run(wr_loop_t *loop, char *errstr, size_t errstr_size)
+{
+    int64_t last_stats = mono_ms(), last_commit = mono_ms();
+    int64_t wake = INT64_MAX;
+    while (!dw_signal_stop_requested() && !loop->fatal) {
+        rd_kafka_poll(loop->producer, 0);
+        redo_dead_letters(loop);
+        int64_t now = mono_ms();
+        int timeout = (int)loop->poll_ms;
+        if (wake != INT64_MAX) {
+            int64_t left = wake - now;
+            timeout = left <= 0 ? 0 : (left < timeout ? (int)left : timeout);
+        }
+        /* take what is there (wait for the first message only), up to the pending bound: the
+         * check below pauses the partitions then */
+        size_t held, held_bytes;
+        pending_totals(loop, &held, &held_bytes);
+        size_t room = held < (size_t)loop->max_pending ? (size_t)loop->max_pending - held : 1;
+        if (room > (size_t)loop->batch_max * 4)
+            room = (size_t)loop->batch_max * 4;
+        rd_kafka_message_t *rkm = rd_kafka_consumer_poll(loop->consumer, timeout);
+        for (size_t n = 1; rkm && !loop->fatal; n++) {
+            if (rkm->err) {
+                consumer_error(loop, rkm);
+                rd_kafka_message_destroy(rkm);
+            } else {
+                take_message(loop, rkm);
+            }
+            if (n >= room)
+                break;
+            rkm = rd_kafka_consumer_poll(loop->consumer, 0);
+        }
+        if (loop->fatal)
+            break;
+        check_pressure(loop);
+        now = mono_ms();
+        wake = INT64_MAX;
+        if (now < loop->hold_until_ms) {
+            wake = loop->hold_until_ms; /* Retry-After of the target */
+        } else if (wr_batch_due(loop->parts, loop->nparts, now, (size_t)loop->batch_max,
+                                loop->linger_ms, &wake)) {
+            size_t ng =
+                wr_batch_build(loop->parts, loop->binfo, loop->nparts, loop->rr++, now,
+                               (size_t)loop->batch_max, loop->map_counts, loop->nmaps, loop->batch);
+            if (ng == (size_t)-1) {
+                wr_fatal(loop, DW_ERR_NOMEM, "out of memory");
+                break;
+            }
+            if (ng > 0) {
+                write_batch(loop, ng);
+                wake = now; /* more may be due at once */
+            } else {
+                wake = now + loop->poll_ms; /* every due key is held back */
+            }
+        }
+        now = mono_ms();
+        if (now - last_commit >= loop->commit_interval_ms) {
+            rd_kafka_poll(loop->producer, 0);
+            commit_parts(loop, NULL, 0);
+            last_commit = now;
+        }
+        if (loop->stats_interval_ms > 0 && now - last_stats >= loop->stats_interval_ms) {
+            log_counters(loop);
+            last_stats = now;
+        }
+    }
+    if (!loop->fatal) {
+        DW_INFO(FAC, "stopping: waiting for dead letters, committing the done offsets");
+        char e2[256];
+        int remaining = 0;
+        if (dw_kafka_flush(loop->producer, (int)loop->flush_timeout_ms, &remaining, e2,
+                           sizeof(e2)) != DW_OK)
+            DW_WARN(FAC, "%d dead letter(s) unacknowledged at exit: %s", remaining, e2);
+        commit_parts(loop, NULL, 0);
+    }
+    loop->closing = true;
+    log_counters(loop);
+    if (loop->fatal)
+        return dw_errf(loop->fatal_err, errstr, errstr_size, "%s", loop->fatal_msg);
+    return DW_OK;
+}
+
+const wr_counters_t *wr_loop_counters(const wr_loop_t *loop)
+{
+    return &loop->counters;
+}
+
+void wr_loop_destroy(wr_loop_t *loop)
+{
+    if (!loop)
+        return;
+    if (loop->consumer) {
+        if (loop->fatal) {
+            /* do not commit anything more: drop the partitions as lost */
+            for (size_t i = 0; i < loop->nparts; i++)
+                wr_part_destroy(loop->parts[i]);
+            loop->nparts = 0;
+        }
+        dw_kafka_consumer_destroy(loop->consumer); /* revokes: commits the watermarks */
+    }
+    for (size_t i = 0; i < loop->nparts; i++)
+        wr_part_destroy(loop->parts[i]);
+    loop->nparts = 0;
+    if (loop->producer) {
+        char errstr[256];
+        dw_kafka_flush(loop->producer, 5000, NULL, errstr, sizeof(errstr));
+        rd_kafka_purge(loop->producer, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+        rd_kafka_poll(loop->producer, 100);
+        rd_kafka_destroy(loop->producer);
+    }
+    dw_target_destroy(loop->tgt);
+    dw_system_destroy(loop->sys);
+    dw_pg_destroy(loop->pg);
+    dw_mapset_destroy(loop->set);
+    free(loop->maps);
+    free(loop->parts);
+    free(loop->binfo);
+    free(loop->redo);
+    free(loop->batch);
+    free(loop->recs);
+    free(loop->rec_of);
+    free(loop->decs);
+    free(loop->rows);
+    free(loop->puts);
+    free(loop->a_maps);
+    free(loop->a_cks);
+    free(loop->a_rids);
+    free(loop->map_counts);
+    free(loop);
+}
