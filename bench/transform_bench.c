@@ -51,42 +51,6 @@ extern char **environ;
 static char map[64], dir[128], maps_dir[160], group[128];
 static dw_conf_t *conf;
 
-static const char data_fmt[] =
-    "{\"dataAreaId\":\"usmf\",\"CustomerAccount\":\"US-%07d\",\"PartyType\":\"Organization\","
-    "\"PartyNumber\":\"000001234\",\"OrganizationName\":\"Contoso Retail San Diego\","
-    "\"PersonFirstName\":\"\",\"PersonMiddleName\":\"\",\"PersonLastName\":\"\","
-    "\"PersonProfessionalTitle\":\"\",\"CustomerGroupId\":\"30\",\"SalesCurrencyCode\":\"USD\","
-    "\"CreditLimit\":125000.5,\"CreditLimitIsMandatory\":\"Yes\",\"IsOneTimeCustomer\":\"No\","
-    "\"OnHoldStatus\":\"No\",\"PaymentTerms\":\"Net30\",\"InvoiceAccount\":\"US-001\","
-    "\"LanguageId\":\"en-us\",\"PrimaryContactEmail\":\"orders@contoso.example\","
-    "\"PrimaryContactPhone\":\"+1 619 555 0100\",\"SalesMemo\":\"Deliver to dock 4, "
-    "mornings only.\",\"AddressCity\":\"San Diego\",\"AddressStreet\":\"123 Coffee Street\","
-    "\"AddressZipCode\":\"92101\",\"AddressCountryRegionISOCode\":\"US\",\"AddressState\":\"CA\","
-    "\"DeliveryAddressCity\":\"San Diego\",\"DeliveryAddressStreet\":\"123 Coffee Street, "
-    "Suite 300\",\"DeliveryAddressZipCode\":\"92101\",\"DeliveryAddressCountryRegionISOCode\":"
-    "\"US\",\"DeliveryAddressState\":\"CA\"}";
-
-static int event(char *buf, size_t size, const char *m, int i)
-{
-    char data[2048];
-    snprintf(data, sizeof(data), data_fmt, i);
-    return snprintf(buf, size,
-                    "{\"version\":1,\"event_id\":\"00000000-0000-4000-8000-%012d\",\"map\":"
-                    "\"%s\",\"source\":\"fo\",\"op\":\"upsert\",\"key\":{\"dataAreaId\":"
-                    "\"usmf\",\"CustomerAccount\":\"US-%07d\"},\"data\":%s,\"source_version\":"
-                    "\"1709287200000000\",\"source_ts\":\"2024-03-01T10:00:00Z\",\"capture_ts\":"
-                    "\"2024-03-01T10:00:00.125Z\",\"correlation_id\":"
-                    "\"5d0c1f27-6a0e-4d0f-8f73-7e0d2b8d9a42\"}",
-                    i, m, i, data);
-}
-
-static double mono(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
 static int64_t wall_ms(void)
 {
     struct timespec ts;
@@ -140,8 +104,7 @@ static pid_t start_worker(void)
     char path[] = DW_BIN_DIR "/dw-transform";
     char a_maps[300], a_meta[300], a_map[128], a_inst[128], a_group[200], log[200];
     snprintf(a_maps, sizeof(a_maps), "maps.dir=%s", maps_dir);
-    snprintf(a_meta, sizeof(a_meta), "maps.metadata_dir=%s",
-             DW_SOURCE_DIR "/schemas/metadata");
+    snprintf(a_meta, sizeof(a_meta), "maps.metadata_dir=%s", DW_SOURCE_DIR "/schemas/metadata");
     snprintf(a_map, sizeof(a_map), "transform.maps=%s", map);
     snprintf(a_inst, sizeof(a_inst), "transform.instance_id=%s", map);
     snprintf(a_group, sizeof(a_group), "transform.group_id=%s", group);
@@ -198,7 +161,7 @@ static int cmp_i64(const void *a, const void *b)
 static void produce(rd_kafka_t *p, const char *topic, int i)
 {
     char buf[4096];
-    int n = event(buf, sizeof(buf), map, i);
+    int n = dw_bench_customer_event(buf, sizeof(buf), map, i);
     char key[32];
     int kl = snprintf(key, sizeof(key), "[\"usmf\",\"us-%07d\"]", i);
     dw_kafka_msg_t m = DW_KAFKA_MSG_INIT;
@@ -221,10 +184,10 @@ static void ceiling(double *engine_ns, double *bare_ns)
     if (!set)
         die("maps", errstr);
     dw_kafka_topic_name(topic, sizeof(topic), map, DW_KAFKA_TOPIC_FO, NULL, 0);
-    int len = event(buf, sizeof(buf), map, 1);
+    int len = dw_bench_customer_event(buf, sizeof(buf), map, 1);
     double best_e = 1e30, best_b = 1e30;
     for (int round = 0; round < 5; round++) {
-        double t0 = mono();
+        double t0 = dw_bench_now();
         for (int i = 0; i < 20000; i++) {
             tx_outcome_t out;
             if (tx_process(set, topic, buf, (size_t)len, 1 << 20, &out) ||
@@ -232,15 +195,15 @@ static void ceiling(double *engine_ns, double *bare_ns)
                 die("tx_process", "the record does not map");
             tx_outcome_clear(&out);
         }
-        double e = (mono() - t0) * 1e9 / 20000;
-        t0 = mono();
+        double e = (dw_bench_now() - t0) * 1e9 / 20000;
+        t0 = dw_bench_now();
         for (int i = 0; i < 20000; i++) {
             json_t *v = json_loadb(buf, (size_t)len, JSON_REJECT_DUPLICATES, NULL);
             char *s = json_dumps(v, JSON_COMPACT);
             free(s);
             json_decref(v);
         }
-        double b = (mono() - t0) * 1e9 / 20000;
+        double b = (dw_bench_now() - t0) * 1e9 / 20000;
         if (e < best_e)
             best_e = e;
         if (b < best_b)
@@ -300,11 +263,11 @@ int main(int argc, char **argv)
     const char *in_topic = names[DW_KAFKA_TOPIC_FO];
 
     /* 1. backlog */
-    double t0 = mono();
+    double t0 = dw_bench_now();
     for (int i = 0; i < n; i++)
         produce(prod, in_topic, i);
     dw_kafka_flush(prod, 60000, NULL, errstr, sizeof(errstr));
-    double tprod = mono() - t0;
+    double tprod = dw_bench_now() - t0;
     rd_kafka_t *rd = reader();
     rd_kafka_consumer_poll(rd, 500); /* settle the assignment at the end offsets */
     /* re-assign from the beginning: nothing was produced to to-dv yet */
@@ -316,12 +279,12 @@ int main(int argc, char **argv)
         rd_kafka_assign(rd, l);
         rd_kafka_topic_partition_list_destroy(l);
     }
-    double start = mono();
+    double start = dw_bench_now();
     pid_t pid = start_worker();
     int got = 0;
     int64_t first_ts = INT64_MAX, last_ts = 0;
     double last_seen = start;
-    while (got < n && mono() - start < 300) {
+    while (got < n && dw_bench_now() - start < 300) {
         rd_kafka_message_t *m = rd_kafka_consumer_poll(rd, 200);
         if (!m)
             continue;
@@ -332,7 +295,7 @@ int main(int argc, char **argv)
                 first_ts = ts;
             if (ts > last_ts)
                 last_ts = ts;
-            last_seen = mono();
+            last_seen = dw_bench_now();
         }
         rd_kafka_message_destroy(m);
     }
@@ -344,11 +307,11 @@ int main(int argc, char **argv)
     int64_t *lat_prod = calloc((size_t)nlive, sizeof(int64_t));
     int64_t *lat_vis = calloc((size_t)nlive, sizeof(int64_t));
     int nprod = 0, nvis = 0;
-    double lt0 = mono();
+    double lt0 = dw_bench_now();
     int i = 0;
-    while (i < nlive || (nvis < nlive && mono() - lt0 < live_s + 30)) {
+    while (i < nlive || (nvis < nlive && dw_bench_now() - lt0 < live_s + 30)) {
         double due = lt0 + (double)i / rate;
-        while (i < nlive && mono() >= due) {
+        while (i < nlive && dw_bench_now() >= due) {
             sent[i] = wall_ms();
             produce(prod, in_topic, n + i);
             i++;
