@@ -19,12 +19,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "dw_dlq.h"
 #include "dw_log.h"
 #include "dw_signal.h"
+#include "dw_time.h"
 #include "dw_topics.h"
 #include "transform.h"
 
@@ -123,27 +123,6 @@ struct tx_loop_s {
     int64_t last_consumer_warn_ms;
     tx_counters_t counters;
 };
-
-static int64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static int64_t mono_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
-static int64_t wall_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static void tx_fatal(tx_loop_t *loop, dw_err_t err, const char *msg)
 {
@@ -357,7 +336,7 @@ static dw_err_t tx_begin(tx_loop_t *loop)
         return err;
     }
     loop->txn_open = true;
-    loop->txn_start_ms = mono_ms();
+    loop->txn_start_ms = dw_time_mono_ms();
     memset(&loop->pending, 0, sizeof(loop->pending));
     return DW_OK;
 }
@@ -466,12 +445,12 @@ static void tx_rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 static void tx_produce(tx_loop_t *loop, const dw_kafka_msg_t *m, rd_kafka_headers_t *hdrs)
 {
     char errstr[512];
-    int64_t deadline = mono_ms() + loop->txn_timeout_ms;
+    int64_t deadline = dw_time_mono_ms() + loop->txn_timeout_ms;
     dw_err_t err;
     for (;;) {
         err = dw_kafka_produce(loop->producer, m, hdrs, 1000, errstr, sizeof(errstr));
         hdrs = NULL; /* taken */
-        if (err != DW_ERR_QUEUE_FULL || mono_ms() >= deadline || dw_signal_stop_requested())
+        if (err != DW_ERR_QUEUE_FULL || dw_time_mono_ms() >= deadline || dw_signal_stop_requested())
             break;
         DW_WARN(FAC, "%s (waiting)", errstr);
     }
@@ -518,7 +497,7 @@ static void tx_emit(tx_loop_t *loop, rd_kafka_message_t *rkm, const tx_outcome_t
             .origin_topic = topic,
             .origin_partition = rkm->partition,
             .origin_offset = rkm->offset,
-            .now_ms = wall_ms(),
+            .now_ms = dw_time_wall_ms(),
             .instance = loop->instance,
         };
         hdrs = dw_dlq_headers(orig, &info);
@@ -557,7 +536,7 @@ static void tx_emit(tx_loop_t *loop, rd_kafka_message_t *rkm, const tx_outcome_t
     if (!p)
         p = rd_kafka_topic_partition_list_add(loop->offsets, topic, rkm->partition);
     p->offset = rkm->offset + 1;
-    tx_counters_latency(&loop->counters, (uint64_t)(mono_us() - t0));
+    tx_counters_latency(&loop->counters, (uint64_t)(dw_time_mono_us() - t0));
 }
 
 /* Drop a batch: its messages are consumed again (after a rewind, or by the partitions' next
@@ -578,7 +557,7 @@ static void batch_drop(tx_loop_t *loop, tx_batch_t *b)
 /* Hand a batch to the pool's threads. */
 static void batch_start(tx_loop_t *loop, tx_batch_t *b)
 {
-    b->t0_us = mono_us();
+    b->t0_us = dw_time_mono_us();
     tx_pool_start(loop->pool, loop->set, b->msgs, b->n, (size_t)loop->max_event_bytes, b->outs,
                   b->errs);
     loop->inflight = b;
@@ -817,12 +796,12 @@ tx_loop_t *tx_loop_new(const dw_conf_t *conf, int *exit_code, char *errstr, size
     }
     /* init_transactions fences an older producer with the same transactional.id and aborts or
      * completes what it left open. */
-    int64_t deadline = mono_ms() + 2 * loop->txn_timeout_ms;
+    int64_t deadline = dw_time_mono_ms() + 2 * loop->txn_timeout_ms;
     dw_kafka_txn_action_t action = DW_KAFKA_TXN_OK;
     for (;;) {
         err = dw_kafka_txn_init(loop->producer, (int)loop->txn_timeout_ms, &action, errstr,
                                 errstr_size);
-        if (!err || action != DW_KAFKA_TXN_RETRY || mono_ms() >= deadline ||
+        if (!err || action != DW_KAFKA_TXN_RETRY || dw_time_mono_ms() >= deadline ||
             dw_signal_stop_requested())
             break;
         DW_WARN(FAC, "%s (retrying)", errstr);
@@ -852,7 +831,7 @@ static void consumer_error(tx_loop_t *loop, const rd_kafka_message_t *rkm)
         tx_fatal(loop, dw_kafka_err_map(ferr), msg);
         return;
     }
-    int64_t now = mono_ms();
+    int64_t now = dw_time_mono_ms();
     if (now - loop->last_consumer_warn_ms >= 30000) {
         loop->last_consumer_warn_ms = now;
         DW_WARN(FAC, "consumer: %s%s%s", rkm->rkt ? rd_kafka_topic_name(rkm->rkt) : "",
@@ -862,7 +841,7 @@ static void consumer_error(tx_loop_t *loop, const rd_kafka_message_t *rkm)
 
 dw_err_t tx_loop_run(tx_loop_t *loop, char *errstr, size_t errstr_size)
 {
-    int64_t last_stats = mono_ms();
+    int64_t last_stats = dw_time_mono_ms();
     while (!dw_signal_stop_requested() && !loop->fatal) {
         if (dw_signal_reload_take())
             tx_reload(loop);
@@ -880,7 +859,7 @@ dw_err_t tx_loop_run(tx_loop_t *loop, char *errstr, size_t errstr_size)
         if (loop->inflight) {
             timeout = 0; /* a batch waits to be produced: take what is ready, no more */
         } else if (loop->txn_open) {
-            int64_t left = loop->txn_start_ms + loop->commit_interval_ms - mono_ms();
+            int64_t left = loop->txn_start_ms + loop->commit_interval_ms - dw_time_mono_ms();
             timeout = left < 0 ? 0 : (left < timeout ? (int)left : timeout);
         }
         /* gather a batch into the free slot: wait for the first message, take what is ready
@@ -930,7 +909,7 @@ dw_err_t tx_loop_run(tx_loop_t *loop, char *errstr, size_t errstr_size)
             batch_start(loop, b);
         if (prev)
             batch_emit(loop, prev);
-        int64_t now = mono_ms();
+        int64_t now = dw_time_mono_ms();
         if (loop->txn_open && ((long long)loop->pending.consumed >= loop->commit_messages ||
                                now - loop->txn_start_ms >= loop->commit_interval_ms))
             tx_commit(loop, false); /* while the pool maps the next batch */
