@@ -104,6 +104,8 @@ static json_t *state_json(emu_ctx_t *ctx)
                           "window_s", lc.window_s, "concurrent", lc.concurrent, "exec_ms",
                           lc.exec_ms);
     pthread_mutex_unlock(&f->mu);
+    /* the service protection record per client: 429s, Retry-After, requests before it elapsed */
+    json_object_set_new(j, "throttling", emu_limits_state(ctx->limits));
     return j;
 }
 

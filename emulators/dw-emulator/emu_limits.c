@@ -21,6 +21,11 @@ typedef struct {
     long long exec_ms[EMU_LIM_EXEC];
     size_t exec_head, exec_count;
     int inflight;
+    /* Retry-After honoured? hold_from: the first 429 of the current hold, hold_until: the end of
+     * the latest Retry-After answered (seconds, monotonic; 0: none) */
+    double hold_from, hold_until;
+    int last_retry_after;
+    long long throttled, early;
 } emu_lim_client_t;
 
 struct emu_limits_s {
@@ -132,10 +137,20 @@ static emu_lim_client_t *client_get(emu_limits_t *l, const char *client)
     return c;
 }
 
-static void too_many(emu_resp_t *resp, int retry_after, const char *code, const char *msg)
+static void too_many(emu_lim_client_t *c, double t, emu_resp_t *resp, int retry_after,
+                     const char *code, const char *msg)
 {
     char ra[32];
-    snprintf(ra, sizeof(ra), "%d", retry_after < 1 ? 1 : retry_after);
+    if (retry_after < 1)
+        retry_after = 1;
+    snprintf(ra, sizeof(ra), "%d", retry_after);
+    /* remember what the client was told: no request before t + Retry-After */
+    if (t >= c->hold_until)
+        c->hold_from = t; /* a new hold */
+    if (t + retry_after > c->hold_until)
+        c->hold_until = t + retry_after;
+    c->last_retry_after = retry_after;
+    c->throttled++;
     emu_resp_error(resp, 429, code, "%s", msg);
     emu_resp_header(resp, "Retry-After", ra);
 }
@@ -151,6 +166,8 @@ bool emu_limits_enter(emu_limits_t *l, const char *client, emu_resp_t *resp)
     if (!c)
         goto out;
     double t = now_s(), from = t - cf.window_s;
+    if (t < c->hold_until && t >= c->hold_from + EMU_LIMITS_EARLY_GRACE_MS / 1000.0)
+        c->early++; /* a Retry-After answered to this client has not elapsed */
     if (cf.requests > 0) {
         while (c->req_count && c->req_times[c->req_head] <= from) {
             c->req_head = (c->req_head + 1) % (size_t)cf.requests;
@@ -162,7 +179,7 @@ bool emu_limits_enter(emu_limits_t *l, const char *client, emu_resp_t *resp)
             snprintf(msg, sizeof(msg),
                      "Number of requests exceeded the limit of %d over time window of %d seconds.",
                      cf.requests, cf.window_s);
-            too_many(resp, ra, "0x80072322", msg);
+            too_many(c, t, resp, ra, "0x80072322", msg);
             ok = false;
             goto out;
         }
@@ -181,7 +198,7 @@ bool emu_limits_enter(emu_limits_t *l, const char *client, emu_resp_t *resp)
             snprintf(msg, sizeof(msg),
                      "Combined execution time of incoming requests exceeded limit of %d milliseconds over time window of %d seconds.",
                      cf.exec_ms, cf.window_s);
-            too_many(resp, ra, "0x80072321", msg);
+            too_many(c, t, resp, ra, "0x80072321", msg);
             ok = false;
             goto out;
         }
@@ -189,7 +206,7 @@ bool emu_limits_enter(emu_limits_t *l, const char *client, emu_resp_t *resp)
     if (cf.concurrent > 0 && c->inflight >= cf.concurrent) {
         char msg[200];
         snprintf(msg, sizeof(msg), "Number of concurrent requests exceeded the limit of %d.", cf.concurrent);
-        too_many(resp, 1, "0x80072326", msg);
+        too_many(c, t, resp, 1, "0x80072326", msg);
         ok = false;
         goto out;
     }
@@ -224,4 +241,27 @@ void emu_limits_leave(emu_limits_t *l, const char *client, long long elapsed_ms)
         }
     }
     pthread_mutex_unlock(&l->mu);
+}
+
+json_t *emu_limits_state(emu_limits_t *l)
+{
+    json_t *clients = json_array();
+    long long throttled = 0, early = 0;
+    pthread_mutex_lock(&l->mu);
+    double t = now_s();
+    for (size_t i = 0; i < l->nclients; i++) {
+        emu_lim_client_t *c = l->clients[i];
+        long long wait = c->hold_until > t ? (long long)((c->hold_until - t) * 1000.0 + 0.5) : 0;
+        json_array_append_new(clients,
+                              json_pack("{s:s,s:I,s:i,s:I,s:I}", "client", c->client, "throttled",
+                                        (json_int_t)c->throttled, "retry_after_s",
+                                        c->last_retry_after, "retry_wait_ms", (json_int_t)wait,
+                                        "early_requests", (json_int_t)c->early));
+        throttled += c->throttled;
+        early += c->early;
+    }
+    pthread_mutex_unlock(&l->mu);
+    return json_pack("{s:i,s:I,s:I,s:o}", "early_grace_ms", EMU_LIMITS_EARLY_GRACE_MS, "throttled",
+                     (json_int_t)throttled, "early_requests", (json_int_t)early, "clients",
+                     clients);
 }

@@ -13,7 +13,14 @@
 
 #include <stdbool.h>
 
+#include <jansson.h>
+
 #include "emu_http.h"
+
+/* A request that arrives from a client while a Retry-After it was answered has not elapsed is an
+ * "early request" (Retry-After not honoured), unless it arrived within this many milliseconds of
+ * the 429: such a request was already on its way (in flight) when the client got the answer. */
+#define EMU_LIMITS_EARLY_GRACE_MS 250
 
 typedef struct {
     int requests;       /* per window; 0: unlimited */
@@ -39,5 +46,16 @@ bool emu_limits_enter(emu_limits_t *l, const char *client, emu_resp_t *resp);
 void emu_limits_leave(emu_limits_t *l, const char *client, long long elapsed_ms);
 /* Forget all counters. */
 void emu_limits_reset(emu_limits_t *l);
+
+/* The throttling record per client (new reference), for GET /_admin/state:
+ *   {"early_grace_ms":250,"throttled":N,"early_requests":N,
+ *    "clients":[{"client":"…","throttled":N,"retry_after_s":S,"retry_wait_ms":MS,
+ *                "early_requests":N}]}
+ * throttled: 429s answered; retry_after_s: the Retry-After of the last 429; retry_wait_ms: how
+ * long the client must still wait (0: none); early_requests: requests that arrived before a
+ * Retry-After answered to that client had elapsed (more than EMU_LIMITS_EARLY_GRACE_MS after that
+ * 429). Top-level counters are sums over the clients. Forgotten with the other counters (limits
+ * set, reset). */
+json_t *emu_limits_state(emu_limits_t *l);
 
 #endif

@@ -4,7 +4,9 @@
  * (0x80072326) and combined execution time (0x80072321) over a limit get 429 with Retry-After and
  * Microsoft's message; the limits are set small at start (--limits R/W,C,E_ms) or at run time
  * (POST /_admin/limits), and server time is made long with the admin's injected latency. F&O
- * answers the same limits in its own error shape. Against the real PostgreSQL (DW_PG_DSN).
+ * answers the same limits in its own error shape. GET /_admin/state records per client the 429s
+ * answered, the last Retry-After and the requests that arrived before it elapsed
+ * (early_requests). Against the real PostgreSQL (DW_PG_DSN).
  */
 #include <criterion/criterion.h>
 #include <curl/curl.h>
@@ -12,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "dw_testemu.h"
 
@@ -175,4 +178,92 @@ Test(emulator_limits, fo_answers_the_limits_in_its_error_shape)
     cr_assert(im && strstr(im, "Combined execution time of incoming requests exceeded limit of 200 milliseconds"), "%s", r.body);
     cr_assert_geq(retry_after(&r), 1);
     resp_free(&r);
+}
+
+static void nap_ms(int ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+/* GET /_admin/state's throttling record (new reference). */
+static json_t *throttling(void)
+{
+    long st = 0;
+    json_t *s = dw_testemu_admin_get(emu, "/_admin/state", ADMIN, &st);
+    cr_assert_not_null(s, "/_admin/state: %ld", st);
+    json_t *t = json_incref(json_object_get(s, "throttling"));
+    json_decref(s);
+    cr_assert_not_null(t, "no throttling record in /_admin/state");
+    return t;
+}
+
+static json_int_t tint(json_t *o, const char *k)
+{
+    json_t *v = json_object_get(o, k);
+    cr_assert(json_is_integer(v), "%s is not an integer", k);
+    return json_integer_value(v);
+}
+
+static void check_early_requests(const char *system, const char *path)
+{
+    start_emulator(system, "2/3"); /* 2 requests per 3 s */
+    resp_t r;
+    for (int i = 0; i < 2; i++) {
+        req(&r, "GET", path, NULL, NULL);
+        cr_assert_eq(r.status, 200, "%ld %s", r.status, r.body);
+        resp_free(&r);
+    }
+    req(&r, "GET", path, NULL, NULL);
+    cr_assert_eq(r.status, 429, "%ld %s", r.status, r.body);
+    long ra = retry_after(&r);
+    cr_assert(ra >= 2 && ra <= 3, "Retry-After %ld", ra);
+    resp_free(&r);
+    json_t *t = throttling();
+    cr_assert_eq(tint(t, "throttled"), 1);
+    cr_assert_eq(tint(t, "early_requests"), 0, "the 429'd request itself is not early");
+    cr_assert_eq(tint(t, "early_grace_ms"), 250);
+    json_t *c = json_array_get(json_object_get(t, "clients"), 0);
+    cr_assert_str_eq(json_string_value(json_object_get(c, "client")), "dwfleet");
+    cr_assert_eq(tint(c, "retry_after_s"), ra);
+    json_int_t wait = tint(c, "retry_wait_ms");
+    cr_assert(wait > 0 && wait <= ra * 1000, "retry_wait_ms %lld", (long long)wait);
+    json_decref(t);
+    /* a request before the Retry-After elapsed (past the in-flight grace): early, and 429 again */
+    nap_ms(400);
+    req(&r, "GET", path, NULL, NULL);
+    cr_assert_eq(r.status, 429, "%ld %s", r.status, r.body);
+    resp_free(&r);
+    t = throttling();
+    cr_assert_eq(tint(t, "early_requests"), 1);
+    cr_assert_eq(tint(t, "throttled"), 2);
+    c = json_array_get(json_object_get(t, "clients"), 0);
+    wait = tint(c, "retry_wait_ms");
+    json_decref(t);
+    /* after waiting what it was told: served, not early */
+    nap_ms((int)wait + 100);
+    req(&r, "GET", path, NULL, NULL);
+    cr_assert_eq(r.status, 200, "%ld %s", r.status, r.body);
+    resp_free(&r);
+    t = throttling();
+    cr_assert_eq(tint(t, "early_requests"), 1);
+    c = json_array_get(json_object_get(t, "clients"), 0);
+    cr_assert_eq(tint(c, "retry_wait_ms"), 0);
+    json_decref(t);
+    /* the counters are forgotten with the limits */
+    admin("/_admin/limits", "{\"spec\":\"off\"}");
+    t = throttling();
+    cr_assert_eq(tint(t, "early_requests"), 0);
+    cr_assert_eq(json_array_size(json_object_get(t, "clients")), 0);
+    json_decref(t);
+}
+
+Test(emulator_limits, requests_before_retry_after_elapsed_are_counted_dv)
+{
+    check_early_requests("dv", "WhoAmI");
+}
+
+Test(emulator_limits, requests_before_retry_after_elapsed_are_counted_fo)
+{
+    check_early_requests("fo", "CustomersV3");
 }

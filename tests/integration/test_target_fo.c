@@ -15,6 +15,7 @@
 #include "dw_system.h"
 #include "dw_target.h"
 #include "dw_testemu.h"
+#include "dw_testsys.h"
 
 #define ADMIN "target-admin"
 #define N     1000
@@ -33,24 +34,8 @@ static void start(const char *limits, size_t chunk_max)
     char errstr[1024];
     emu = dw_testemu_start("fo", "tgt_fo", args, NULL, errstr, sizeof(errstr));
     cr_assert(emu, "%s", errstr);
-    const dw_conf_def_t *tables[] = {dw_conf_common_defs, dw_system_conf_defs, NULL};
-    conf = dw_conf_new(tables, NULL, errstr, sizeof(errstr));
+    conf = dw_testsys_conf(emu, "fo", errstr, sizeof(errstr));
     cr_assert(conf, "%s", errstr);
-    char url[128], tok[160];
-    snprintf(url, sizeof(url), "http://127.0.0.1:%d", dw_testemu_port(emu));
-    snprintf(tok, sizeof(tok), "http://127.0.0.1:%d/contoso/oauth2/v2.0/token",
-             dw_testemu_port(emu));
-    cr_assert_eq(dw_conf_set(conf, "fo.url", url, DW_CONF_SRC_FLAG, "test", errstr, sizeof(errstr)),
-                 DW_OK, "%s", errstr);
-    cr_assert_eq(
-        dw_conf_set(conf, "fo.token_url", tok, DW_CONF_SRC_FLAG, "test", errstr, sizeof(errstr)),
-        DW_OK, "%s", errstr);
-    cr_assert_eq(dw_conf_set(conf, "fo.client_id", "dwfleet", DW_CONF_SRC_FLAG, "test", errstr,
-                             sizeof(errstr)),
-                 DW_OK, "%s", errstr);
-    cr_assert_eq(dw_conf_set(conf, "fo.client_secret", "dwfleet-local-secret", DW_CONF_SRC_FLAG,
-                             "test", errstr, sizeof(errstr)),
-                 DW_OK, "%s", errstr);
     dw_err_t err;
     sys = dw_system_new(conf, "fo", &err, errstr, sizeof(errstr));
     cr_assert(sys, "%s", errstr);

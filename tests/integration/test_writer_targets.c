@@ -12,11 +12,11 @@
  * flow. F&O (writer_fo): creates and updates,
  * a delete by Dataverse row id resolved through the ledger (and one that cannot be), and a
  * bidirectional exchange through both writers where each change is written once (no ping-pong).
- * Every writer's log is checked for sanitizer reports when it stops.
+ * Every writer's log is checked for sanitizer reports when it stops. The writer process, its
+ * log, committed offsets, dead letters and ledger rows are handled by tests/support/dw_testwriter.
  */
 #include <criterion/criterion.h>
 
-#include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,13 +30,10 @@
 #include <librdkafka/rdkafka.h>
 
 #include "dw_config.h"
-#include "dw_dlq.h"
-#include "dw_file.h"
 #include "dw_kafka.h"
 #include "dw_testemu.h"
 #include "dw_testutil.h"
-
-extern char **environ;
+#include "dw_testwriter.h"
 
 #define ADMIN      "test-admin-secret"
 #define TIMEOUT_MS 20000
@@ -164,15 +161,7 @@ static void teardown(void)
         rd_kafka_destroy(admin);
         admin = NULL;
     }
-    PGconn *pg = PQconnectdb(getenv("DW_PG_DSN"));
-    if (PQstatus(pg) == CONNECTION_OK) {
-        const char *p[1] = {map};
-        PQclear(
-            PQexecParams(pg, "DELETE FROM dw_ledger WHERE map = $1", 1, NULL, p, NULL, NULL, 0));
-        PQclear(PQexecParams(pg, "DELETE FROM dw_record_ids WHERE map = $1", 1, NULL, p, NULL, NULL,
-                             0));
-    }
-    PQfinish(pg);
+    dw_testwriter_ledger_clear(map);
     dw_test_tmpdir_remove();
     dw_conf_destroy(conf);
     conf = NULL;
@@ -199,64 +188,13 @@ TestSuite(writer_fo, .init = setup_fo, .fini = teardown, .timeout = 90);
 
 static void start_writer_on(const char *target, dw_testemu_t *e, const char *const *extra)
 {
-    char url[128], token_url[160], a_maps[400], a_meta[400], a_group[200], cid[64], secret[96];
-    snprintf(url, sizeof(url), "%s.url=http://127.0.0.1:%d", target, dw_testemu_port(e));
-    snprintf(token_url, sizeof(token_url),
-             "%s.token_url=http://127.0.0.1:%d/contoso/oauth2/v2.0/token", target,
-             dw_testemu_port(e));
-    snprintf(cid, sizeof(cid), "%s.client_id=dwfleet", target);
-    snprintf(secret, sizeof(secret), "%s.client_secret=dwfleet-local-secret", target);
-    snprintf(a_maps, sizeof(a_maps), "maps.dir=%s", maps_dir);
-    snprintf(a_meta, sizeof(a_meta), "maps.metadata_dir=%s", DW_SOURCE_DIR "/schemas/metadata");
-    snprintf(a_group, sizeof(a_group), "writer.group_id=%s%s", group,
-             strcmp(target, "fo") == 0 ? "-fo" : "");
-    char a_served[200];
-    snprintf(a_served, sizeof(a_served), "writer.maps=%s", map);
-    const char *argv[80] = {"dw-writer",
-                            "--target",
-                            target,
-                            "-X",
-                            url,
-                            "-X",
-                            token_url,
-                            "-X",
-                            cid,
-                            "-X",
-                            secret,
-                            "-X",
-                            a_maps,
-                            "-X",
-                            a_meta,
-                            "-X",
-                            a_group,
-                            "-X",
-                            "writer.instance_id=it-1",
-                            "-X",
-                            "writer.batch_linger_ms=20",
-                            "-X",
-                            "writer.stats_interval_ms=300",
-                            "-X",
-                            "writer.commit_interval_ms=200",
-                            "-X",
-                            "writer.retry_initial_ms=100",
-                            "-X",
-                            "writer.retry_max_ms=1000",
-                            "-X",
-                            "writer.create_topics=false",
-                            "-X",
-                            "kafka.session.timeout.ms=6000",
-                            "-X",
-                            a_served,
-                            "--log-level",
-                            "info"};
-    int a = 0;
-    while (argv[a])
-        a++;
-    for (int i = 0; extra && extra[i] && a < 78; i++)
-        argv[a++] = extra[i];
-    argv[a] = NULL;
-    writer = dw_test_spawn(DW_BIN_DIR "/dw-writer", argv, environ, wlog);
-    cr_assert(writer > 0, "spawn dw-writer: %s", strerror(errno));
+    char g[200], errstr[512];
+    snprintf(g, sizeof(g), "%s%s", group, strcmp(target, "fo") == 0 ? "-fo" : "");
+    dw_testwriter_t w;
+    dw_testwriter_init(&w, wlog, maps_dir, g, map);
+    cr_assert_eq(dw_testwriter_start(&w, target, e, extra, errstr, sizeof(errstr)), 0, "%s",
+                 errstr);
+    writer = w.pid;
 }
 
 static void start_writer(const char *const *extra)
@@ -268,57 +206,39 @@ static void dump_log(void);
 
 static int stop_writer(void)
 {
-    int st = 0;
-    kill(writer, SIGTERM);
-    int64_t deadline = now_ms() + 30000;
-    while (waitpid(writer, &st, WNOHANG) == 0) {
-        if (now_ms() > deadline) {
-            kill(writer, SIGKILL);
-            waitpid(writer, &st, 0);
-            break;
-        }
-        sleep_ms(20);
-    }
+    dw_testwriter_t w;
+    dw_testwriter_init(&w, wlog, maps_dir, group, map);
+    w.pid = writer;
+    bool sanitizer = false;
+    int st = dw_testwriter_stop(&w, 30000, &sanitizer);
     writer = -1;
-    if (getenv("DW_WRITER_TEST_LOG")) /* DW_WRITER_TEST_LOG=1: show the writer's log */
-        dump_log();
-    char *text = dw_file_read(wlog);
-    bool sanitizer = text && (strstr(text, "Sanitizer") || strstr(text, "runtime error:"));
     if (sanitizer)
-        cr_log_error("sanitizer report in the writer's log:\n%s", text);
-    free(text);
+        dump_log();
     cr_assert_not(sanitizer, "dw-writer: sanitizer report");
-    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+    return st;
 }
 
 static bool log_has(const char *needle)
 {
-    char *text = dw_file_read(wlog);
-    bool found = text && strstr(text, needle);
-    free(text);
-    return found;
+    dw_testwriter_t w;
+    dw_testwriter_init(&w, wlog, maps_dir, group, map);
+    return dw_testwriter_log_has(&w, needle);
 }
 
 /* The value of counter name in the writer's last counters line (-1: none). */
 static long log_counter(const char *name)
 {
-    char *text = dw_file_read(wlog);
-    long v = -1;
-    char needle[64];
-    snprintf(needle, sizeof(needle), " %s=", name);
-    for (const char *p = text ? strstr(text, needle) : NULL; p; p = strstr(p + 1, needle))
-        v = atol(p + strlen(needle));
-    free(text);
-    return v;
+    dw_testwriter_t w;
+    dw_testwriter_init(&w, wlog, maps_dir, group, map);
+    return dw_testwriter_log_counter(&w, name);
 }
 
 static void dump_log(void)
 {
-    char *text = dw_file_read(wlog);
-    if (text) {
-        size_t n = strlen(text);
-        cr_log_info("writer log (tail):\n%s", n > 6000 ? text + n - 6000 : text);
-    }
+    dw_testwriter_t w;
+    dw_testwriter_init(&w, wlog, maps_dir, group, map);
+    char *text = dw_testwriter_log_tail(&w, 6000);
+    cr_log_info("writer log (tail):\n%s", text);
     free(text);
 }
 
@@ -429,43 +349,9 @@ static void admin_post(const char *path, const char *body)
  * committed_partitions > 1, the sum over the partitions (those without one count 0). */
 static int64_t committed_offset(void)
 {
-    char errstr[512];
-    rd_kafka_conf_t *kc = rd_kafka_conf_new();
-    rd_kafka_conf_set(kc, "bootstrap.servers", getenv("DW_KAFKA_BOOTSTRAP"), errstr,
-                      sizeof(errstr));
-    rd_kafka_conf_set(kc, "group.id", group, errstr, sizeof(errstr));
-    rd_kafka_t *c = rd_kafka_new(RD_KAFKA_CONSUMER, kc, errstr, sizeof(errstr));
-    cr_assert_not_null(c, "%s", errstr);
-    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
-    rd_kafka_topic_partition_list_add(l, topic, 0);
-    int64_t off = -1;
-    if (strcmp(sys, "fo") == 0) { /* the fo suite's writer group */
-        rd_kafka_destroy(c);
-        rd_kafka_topic_partition_list_destroy(l);
-        char g[200];
-        snprintf(g, sizeof(g), "%s-fo", group);
-        kc = rd_kafka_conf_new();
-        rd_kafka_conf_set(kc, "bootstrap.servers", getenv("DW_KAFKA_BOOTSTRAP"), errstr,
-                          sizeof(errstr));
-        rd_kafka_conf_set(kc, "group.id", g, errstr, sizeof(errstr));
-        c = rd_kafka_new(RD_KAFKA_CONSUMER, kc, errstr, sizeof(errstr));
-        cr_assert_not_null(c, "%s", errstr);
-        l = rd_kafka_topic_partition_list_new(1);
-        rd_kafka_topic_partition_list_add(l, topic, 0);
-    }
-    for (int p = 1; p < committed_partitions; p++)
-        rd_kafka_topic_partition_list_add(l, topic, p);
-    if (rd_kafka_committed(c, l, 10000) == RD_KAFKA_RESP_ERR_NO_ERROR) {
-        off = l->elems[0].offset;
-        if (committed_partitions > 1) {
-            off = 0;
-            for (int p = 0; p < l->cnt; p++)
-                off += l->elems[p].offset > 0 ? l->elems[p].offset : 0;
-        }
-    }
-    rd_kafka_topic_partition_list_destroy(l);
-    rd_kafka_destroy(c);
-    return off;
+    char g[200];
+    snprintf(g, sizeof(g), "%s%s", group, strcmp(sys, "fo") == 0 ? "-fo" : ""); /* fo's group */
+    return dw_testwriter_committed(g, topic, committed_partitions);
 }
 
 static bool wait_committed(int64_t want, int ms)
@@ -480,76 +366,22 @@ static bool wait_committed(int64_t want, int ms)
     return false;
 }
 
-typedef struct dl_s {
-    char key[64];
-    char cls[32], stage[16], status[8], offset[24], attempts[16], instance[64];
-    char *value;
-} dl_t;
+typedef dw_testwriter_dl_t dl_t;
 
 /* Read up to max dead letters (partition 0, from the start) for up to ms. */
 static size_t read_dlq(dl_t *out, size_t max, size_t want, int ms)
 {
-    char errstr[512];
-    rd_kafka_conf_t *kc = rd_kafka_conf_new();
-    rd_kafka_conf_set(kc, "bootstrap.servers", getenv("DW_KAFKA_BOOTSTRAP"), errstr,
-                      sizeof(errstr));
-    rd_kafka_conf_set(kc, "group.id", "dw-writer-it-reader", errstr, sizeof(errstr));
-    rd_kafka_conf_set(kc, "isolation.level", "read_committed", errstr, sizeof(errstr));
-    rd_kafka_t *c = rd_kafka_new(RD_KAFKA_CONSUMER, kc, errstr, sizeof(errstr));
-    cr_assert_not_null(c, "%s", errstr);
-    rd_kafka_poll_set_consumer(c);
-    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
-    rd_kafka_topic_partition_list_add(l, dlq, 0)->offset = RD_KAFKA_OFFSET_BEGINNING;
-    rd_kafka_assign(c, l);
-    rd_kafka_topic_partition_list_destroy(l);
-    size_t n = 0;
-    int64_t deadline = now_ms() + ms;
-    while (n < want && n < max && now_ms() < deadline) {
-        rd_kafka_message_t *m = rd_kafka_consumer_poll(c, 200);
-        if (!m)
-            continue;
-        if (!m->err) {
-            dl_t *d = &out[n++];
-            memset(d, 0, sizeof(*d));
-            snprintf(d->key, sizeof(d->key), "%.*s", (int)m->key_len, (const char *)m->key);
-            d->value = strndup(m->payload, m->len);
-            rd_kafka_headers_t *h = NULL;
-            if (rd_kafka_message_headers(m, &h) == RD_KAFKA_RESP_ERR_NO_ERROR) {
-                dw_kafka_header_get(h, DW_DLQ_HDR_CLASS, d->cls, sizeof(d->cls));
-                dw_kafka_header_get(h, DW_DLQ_HDR_STAGE, d->stage, sizeof(d->stage));
-                dw_kafka_header_get(h, DW_DLQ_HDR_HTTP_STATUS, d->status, sizeof(d->status));
-                dw_kafka_header_get(h, DW_DLQ_HDR_ORIGIN_OFFSET, d->offset, sizeof(d->offset));
-                dw_kafka_header_get(h, DW_DLQ_HDR_ATTEMPTS, d->attempts, sizeof(d->attempts));
-                dw_kafka_header_get(h, DW_DLQ_HDR_INSTANCE, d->instance, sizeof(d->instance));
-            }
-        }
-        rd_kafka_message_destroy(m);
-    }
-    rd_kafka_consumer_close(c);
-    rd_kafka_destroy(c);
-    return n;
+    return dw_testwriter_read_dlq(dlq, out, max, want, ms);
 }
 
 static void free_dl(dl_t *d, size_t n)
 {
-    for (size_t i = 0; i < n; i++)
-        free(d[i].value);
+    dw_testwriter_dl_free(d, n);
 }
 
 static long ledger_rows(void)
 {
-    PGconn *pg = PQconnectdb(getenv("DW_PG_DSN"));
-    long n = -1;
-    if (PQstatus(pg) == CONNECTION_OK) {
-        const char *p[1] = {map};
-        PGresult *r = PQexecParams(pg, "SELECT count(*) FROM dw_ledger WHERE map = $1", 1, NULL, p,
-                                   NULL, NULL, 0);
-        if (PQresultStatus(r) == PGRES_TUPLES_OK)
-            n = atol(PQgetvalue(r, 0, 0));
-        PQclear(r);
-    }
-    PQfinish(pg);
-    return n;
+    return dw_testwriter_ledger_rows(map);
 }
 
 /* ---------------------------------------------------------------- tests */
