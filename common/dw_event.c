@@ -10,6 +10,8 @@
 #include <time.h>
 
 #include "dw_event.h"
+
+#include "dw_buf.h"
 #include "dw_mapper.h"
 #include "dw_sha256.h"
 
@@ -47,81 +49,14 @@ void dw_event_uuid_from(char out[37], const char *const *parts)
     out[o] = '\0';
 }
 
-/* Growing text for the envelope; fail set when out of memory. */
-typedef struct ev_buf_s {
-    char *p;
-    size_t n, cap;
-    bool fail;
-} ev_buf_t;
-
-static void ev_put(ev_buf_t *b, const char *s, size_t n)
+/* ,"name":"value" with the value escaped as dw_mapper_dumps escapes strings (the values here are
+ * identifiers, ids and timestamps). */
+static void ev_member(dw_buf_t *b, const char *name, const char *v)
 {
-    if (b->fail)
-        return;
-    if (b->n + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 512;
-        while (cap < b->n + n + 1)
-            cap *= 2;
-        char *p = realloc(b->p, cap);
-        if (!p) {
-            b->fail = true;
-            return;
-        }
-        b->p = p;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->n, s, n);
-    b->n += n;
-    b->p[b->n] = '\0';
-}
-
-#define EV_LIT(b, lit) ev_put(b, lit, sizeof(lit) - 1)
-
-/* ,"name":"value" with the value escaped as dw_mapper_dumps escapes strings (", \ and control
- * characters; other bytes as they are: the values here are identifiers, ids and timestamps). */
-static void ev_member(ev_buf_t *b, const char *name, const char *v)
-{
-    static const char hex[] = "0123456789ABCDEF";
-    ev_put(b, ",\"", 2);
-    ev_put(b, name, strlen(name));
-    ev_put(b, "\":\"", 3);
-    size_t run = 0, i = 0;
-    for (; v[i]; i++) {
-        unsigned char c = (unsigned char)v[i];
-        if (c >= 0x20 && c != '"' && c != '\\')
-            continue;
-        ev_put(b, v + run, i - run);
-        run = i + 1;
-        switch (c) {
-        case '"':
-            EV_LIT(b, "\\\"");
-            break;
-        case '\\':
-            EV_LIT(b, "\\\\");
-            break;
-        case '\b':
-            EV_LIT(b, "\\b");
-            break;
-        case '\f':
-            EV_LIT(b, "\\f");
-            break;
-        case '\n':
-            EV_LIT(b, "\\n");
-            break;
-        case '\r':
-            EV_LIT(b, "\\r");
-            break;
-        case '\t':
-            EV_LIT(b, "\\t");
-            break;
-        default: {
-            char seq[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 0xf]};
-            ev_put(b, seq, 6);
-        }
-        }
-    }
-    ev_put(b, v + run, i - run);
-    ev_put(b, "\"", 1);
+    DW_BUF_LIT(b, ",\"");
+    dw_buf_put(b, name, strlen(name));
+    DW_BUF_LIT(b, "\":");
+    dw_buf_json_str(b, v, strlen(v));
 }
 
 /* The text is written member by member (key and data through dw_mapper_dumps), the same bytes as
@@ -137,7 +72,7 @@ char *dw_event_build(const char *event_id, const char *map, const char *source, 
         return NULL;
     char *ktext = dw_mapper_dumps(key, 0, &klen);
     char *dtext = data ? dw_mapper_dumps(data, 0, &dlen) : NULL;
-    ev_buf_t b = {0};
+    dw_buf_t b = {0};
     if (!ktext || (data && !dtext)) {
         free(ktext);
         free(dtext);
@@ -151,25 +86,25 @@ char *dw_event_build(const char *event_id, const char *map, const char *source, 
         return NULL;
     }
     b.cap = guess;
-    EV_LIT(&b, "{\"version\":1");
+    DW_BUF_LIT(&b, "{\"version\":1");
     ev_member(&b, "event_id", event_id);
     ev_member(&b, "map", map);
     ev_member(&b, "source", source);
     ev_member(&b, "op", op);
-    EV_LIT(&b, ",\"key\":");
-    ev_put(&b, ktext, klen);
+    DW_BUF_LIT(&b, ",\"key\":");
+    dw_buf_put(&b, ktext, klen);
     ev_member(&b, "source_version", source_version);
     ev_member(&b, "source_ts", source_ts);
     ev_member(&b, "capture_ts", capture_ts);
     ev_member(&b, "correlation_id", correlation_id);
     if (record_id)
         ev_member(&b, "record_id", record_id);
-    EV_LIT(&b, ",\"data\":");
+    DW_BUF_LIT(&b, ",\"data\":");
     if (dtext)
-        ev_put(&b, dtext, dlen);
+        dw_buf_put(&b, dtext, dlen);
     else
-        EV_LIT(&b, "null");
-    EV_LIT(&b, "}");
+        DW_BUF_LIT(&b, "null");
+    DW_BUF_LIT(&b, "}");
     free(ktext);
     free(dtext);
     if (b.fail) {

@@ -20,6 +20,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "dw_buf.h"
 #include "dw_filter.h"
 #include "dw_log.h"
 #include "dw_pg.h"
@@ -72,11 +73,12 @@ void emu_fo_error(emu_resp_t *resp, unsigned status, const char *type, const cha
 void emu_fo_throttled(emu_resp_t *resp)
 {
     json_t *old = resp->body ? json_loadb(resp->body, resp->body_len, 0, NULL) : NULL;
-    const char *detail = json_string_value(json_object_get(json_object_get(old, "error"), "message"));
-    json_t *j = json_pack("{s:{s:s,s:s,s:{s:s,s:s,s:s}}}", "error", "code", "", "message",
-                          "Too many requests", "innererror", "message", detail ? detail : "Too many requests",
-                          "type", "Microsoft.Dynamics.Ax.Services.ServiceProtectionException",
-                          "stacktrace", "");
+    const char *detail =
+        json_string_value(json_object_get(json_object_get(old, "error"), "message"));
+    json_t *j = json_pack(
+        "{s:{s:s,s:s,s:{s:s,s:s,s:s}}}", "error", "code", "", "message", "Too many requests",
+        "innererror", "message", detail ? detail : "Too many requests", "type",
+        "Microsoft.Dynamics.Ax.Services.ServiceProtectionException", "stacktrace", "");
     json_decref(old);
     emu_resp_json(resp, 429, j);
 }
@@ -112,12 +114,14 @@ static void fo_pg_error(fo_t *d, dw_err_t err, const char *errstr)
     const char *state = d->pg ? dw_pg_last_sqlstate(d->pg) : "08006";
     if (err == DW_ERR_PG && strcmp(state, "23505") == 0)
         emu_fo_error(d->resp, 400, FO_T_WRITE,
-                     "Write failed for table row of type '%s'. Infolog: Error: Cannot create a record in %s. The record already exists.",
+                     "Write failed for table row of type '%s'. Infolog: Error: Cannot create a "
+                     "record in %s. The record already exists.",
                      d->t ? d->t->name : "?", d->t ? d->t->entity_set : "?");
     else if (err == DW_ERR_PG && strncmp(state, "22", 2) == 0)
-        emu_fo_error(d->resp, 400, FO_T_WRITE,
-                     "Write failed for table row of type '%s'. Infolog: Error: a value is out of range.",
-                     d->t ? d->t->name : "?");
+        emu_fo_error(
+            d->resp, 400, FO_T_WRITE,
+            "Write failed for table row of type '%s'. Infolog: Error: a value is out of range.",
+            d->t ? d->t->name : "?");
     else if (err == DW_ERR_PG_CONN)
         emu_fo_error(d->resp, 503, FO_T_DB, "The database is unavailable.");
     else {
@@ -144,12 +148,18 @@ static bool is_key_col(const emu_table_t *t, const char *name)
 static const char *edm_type(const emu_table_t *t, const emu_col_t *c, char *buf, size_t size)
 {
     switch (c->type) {
-    case EMU_T_STRING: return "Edm.String";
-    case EMU_T_INTEGER: return "Edm.Int64";
-    case EMU_T_DECIMAL: return "Edm.Decimal";
-    case EMU_T_BOOLEAN: return "Edm.Boolean";
-    case EMU_T_DATE: return "Edm.Date";
-    case EMU_T_DATETIME: return "Edm.DateTimeOffset";
+    case EMU_T_STRING:
+        return "Edm.String";
+    case EMU_T_INTEGER:
+        return "Edm.Int64";
+    case EMU_T_DECIMAL:
+        return "Edm.Decimal";
+    case EMU_T_BOOLEAN:
+        return "Edm.Boolean";
+    case EMU_T_DATE:
+        return "Edm.Date";
+    case EMU_T_DATETIME:
+        return "Edm.DateTimeOffset";
     case EMU_T_ENUM: {
         const char *en = emu_fo_col_enum(t, c);
         if (!en)
@@ -158,7 +168,8 @@ static const char *edm_type(const emu_table_t *t, const emu_col_t *c, char *buf,
         return buf;
     }
     case EMU_T_GUID:
-    case EMU_T_LOOKUP: return "Edm.Guid";
+    case EMU_T_LOOKUP:
+        return "Edm.Guid";
     }
     return "Edm.String";
 }
@@ -173,7 +184,8 @@ static bool fo_key_from_path(fo_t *d, const emu_odata_path_t *p, fo_key_t *k)
     memset(k, 0, sizeof(*k));
     if (p->nkeys != json_array_size(key)) {
         emu_fo_error(d->resp, 400, FO_T_ODATA,
-                     "The number of keys specified in the URI does not match number of key properties for the resource '" EMU_FO_NS ".%s'.",
+                     "The number of keys specified in the URI does not match number of key "
+                     "properties for the resource '" EMU_FO_NS ".%s'.",
                      t->name);
         return false;
     }
@@ -181,9 +193,11 @@ static bool fo_key_from_path(fo_t *d, const emu_odata_path_t *p, fo_key_t *k)
         const emu_odata_key_t *pk = &p->keys[i];
         emu_col_t *c = pk->name ? emu_table_col(t, pk->name) : NULL;
         if (!c || !is_key_col(t, c->name)) {
-            emu_fo_error(d->resp, 400, FO_T_ODATA,
-                         "Bad Request - Error in query syntax: '%s' is not a key property of '" EMU_FO_NS ".%s'.",
-                         pk->name ? pk->name : "(unnamed)", t->name);
+            emu_fo_error(
+                d->resp, 400, FO_T_ODATA,
+                "Bad Request - Error in query syntax: '%s' is not a key property of '" EMU_FO_NS
+                ".%s'.",
+                pk->name ? pk->name : "(unnamed)", t->name);
             return false;
         }
         bool ok = true;
@@ -226,7 +240,8 @@ static bool fo_key_from_path(fo_t *d, const emu_odata_path_t *p, fo_key_t *k)
         }
         if (!ok) {
             emu_fo_error(d->resp, 400, FO_T_ODATA,
-                         "Bad Request - Error in query syntax: the value of key property '%s' is not a valid literal of its type.",
+                         "Bad Request - Error in query syntax: the value of key property '%s' is "
+                         "not a valid literal of its type.",
                          c->name);
             return false;
         }
@@ -251,7 +266,8 @@ static void fo_key_describe(const fo_key_t *k, char *out, size_t size)
     out[0] = '\0';
     for (size_t i = 0; i < k->n; i++) {
         size_t l = strlen(out);
-        snprintf(out + l, size > l ? size - l : 0, "%s%s='%s'", i ? "," : "", k->cols[i], k->vals[i]);
+        snprintf(out + l, size > l ? size - l : 0, "%s%s='%s'", i ? "," : "", k->cols[i],
+                 k->vals[i]);
     }
 }
 
@@ -259,7 +275,8 @@ static void fo_not_found(fo_t *d, const fo_key_t *k)
 {
     char kd[2048];
     fo_key_describe(k, kd, sizeof(kd));
-    emu_fo_error(d->resp, 404, FO_T_ODATA, "No resource was found for %s(%s).", d->t->entity_set, kd);
+    emu_fo_error(d->resp, 404, FO_T_ODATA, "No resource was found for %s(%s).", d->t->entity_set,
+                 kd);
 }
 
 /* The key of a stored row (storage form), for the WHERE of update and delete. */
@@ -372,7 +389,8 @@ static bool fo_check_query_cols(fo_t *d, const emu_odata_query_t *q)
         const char *n = i < q->nselect ? q->select[i] : q->orderby[i - q->nselect].col;
         if (!fo_col_ok(d->t, n)) {
             emu_fo_error(d->resp, 400, FO_T_ODATA,
-                         "Could not find a property named '%s' on type '" EMU_FO_NS ".%s'.", n, d->t->name);
+                         "Could not find a property named '%s' on type '" EMU_FO_NS ".%s'.", n,
+                         d->t->name);
             return false;
         }
     }
@@ -394,20 +412,23 @@ static bool fo_in(fo_t *d, json_t *body, bool create, json_t *store)
         emu_col_t *c = emu_table_col(t, name);
         if (!c || c->dropped) {
             emu_fo_error(d->resp, 400, FO_T_ODATA,
-                         "The property '%.200s' does not exist on type '" EMU_FO_NS ".%s'. Make sure to only use property names that are defined by the type.",
+                         "The property '%.200s' does not exist on type '" EMU_FO_NS
+                         ".%s'. Make sure to only use property names that are defined by the type.",
                          name, t->name);
             return false;
         }
         if (c->read_only) {
             emu_fo_error(d->resp, 400, FO_T_WRITE,
-                         "Write failed for table row of type '%s'. Infolog: Error: Field '%s' is read-only and cannot be %s.",
+                         "Write failed for table row of type '%s'. Infolog: Error: Field '%s' is "
+                         "read-only and cannot be %s.",
                          t->name, c->name, create ? "set" : "changed");
             return false;
         }
         if (json_is_null(v)) {
             if (c->required) {
                 emu_fo_error(d->resp, 400, FO_T_WRITE,
-                             "Write failed for table row of type '%s'. Infolog: Error: Field '%s' must be filled in.",
+                             "Write failed for table row of type '%s'. Infolog: Error: Field '%s' "
+                             "must be filled in.",
                              t->name, c->name);
                 return false;
             }
@@ -419,15 +440,18 @@ static bool fo_in(fo_t *d, json_t *body, bool create, json_t *store)
         switch (c->type) {
         case EMU_T_STRING:
             ok = json_is_string(v);
-            if (ok && c->max_length > 0 && emu_odata_utf8_len(json_string_value(v)) > (size_t)c->max_length) {
+            if (ok && c->max_length > 0 &&
+                emu_odata_utf8_len(json_string_value(v)) > (size_t)c->max_length) {
                 emu_fo_error(d->resp, 400, FO_T_WRITE,
-                             "Write failed for table row of type '%s'. Infolog: Error: The value of field '%s' is longer than its maximum length of %lld characters.",
+                             "Write failed for table row of type '%s'. Infolog: Error: The value "
+                             "of field '%s' is longer than its maximum length of %lld characters.",
                              t->name, c->name, c->max_length);
                 return false;
             }
             if (ok && c->required && !*json_string_value(v)) {
                 emu_fo_error(d->resp, 400, FO_T_WRITE,
-                             "Write failed for table row of type '%s'. Infolog: Error: Field '%s' must be filled in.",
+                             "Write failed for table row of type '%s'. Infolog: Error: Field '%s' "
+                             "must be filled in.",
                              t->name, c->name);
                 return false;
             }
@@ -442,14 +466,16 @@ static bool fo_in(fo_t *d, json_t *body, bool create, json_t *store)
             ok = json_is_integer(v);
             break;
         case EMU_T_DECIMAL: /* a number, or its string form (IEEE754Compatible=true) */
-            ok = json_is_number(v) || (json_is_string(v) && emu_odata_decimal_ok(json_string_value(v)));
+            ok = json_is_number(v) ||
+                 (json_is_string(v) && emu_odata_decimal_ok(json_string_value(v)));
             break;
         case EMU_T_BOOLEAN:
             ok = json_is_boolean(v);
             break;
         case EMU_T_DATE:
         case EMU_T_DATETIME:
-            ok = json_is_string(v) && emu_odata_datetime_ok(json_string_value(v), c->type == EMU_T_DATE);
+            ok = json_is_string(v) &&
+                 emu_odata_datetime_ok(json_string_value(v), c->type == EMU_T_DATE);
             break;
         case EMU_T_GUID:
         case EMU_T_LOOKUP:
@@ -460,9 +486,11 @@ static bool fo_in(fo_t *d, json_t *body, bool create, json_t *store)
             const char *en = emu_fo_col_enum(t, c);
             if (!json_is_string(v) || !emu_fo_enum_value(t, c, json_string_value(v), &ev)) {
                 char *text = json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
-                emu_fo_error(d->resp, 400, FO_T_ODATA,
-                             "The value %.100s of property '%s' is not a member of enum type '" EMU_FO_NS ".%s'.",
-                             text ? text : "?", c->name, en ? en : "?");
+                emu_fo_error(
+                    d->resp, 400, FO_T_ODATA,
+                    "The value %.100s of property '%s' is not a member of enum type '" EMU_FO_NS
+                    ".%s'.",
+                    text ? text : "?", c->name, en ? en : "?");
                 free(text);
                 return false;
             }
@@ -473,9 +501,10 @@ static bool fo_in(fo_t *d, json_t *body, bool create, json_t *store)
         if (!ok) {
             char *text = json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
             char tb[200];
-            emu_fo_error(d->resp, 400, FO_T_ODATA,
-                         "Cannot convert the literal '%.100s' to the expected type '%s' of property '%s'.",
-                         text ? text : "?", edm_type(t, c, tb, sizeof(tb)), c->name);
+            emu_fo_error(
+                d->resp, 400, FO_T_ODATA,
+                "Cannot convert the literal '%.100s' to the expected type '%s' of property '%s'.",
+                text ? text : "?", edm_type(t, c, tb, sizeof(tb)), c->name);
             free(text);
             return false;
         }
@@ -503,7 +532,8 @@ static bool fo_complete_create(fo_t *d, json_t *store)
         } else if (c->generated && strcmp(c->generated, "autonumber") == 0 && !v) {
             char sql[300], errstr[256];
             PGresult *res = NULL;
-            snprintf(sql, sizeof(sql), "SELECT nextval('\"%s\".\"_version_seq\"')", emu_store_schema(d->ctx->store));
+            snprintf(sql, sizeof(sql), "SELECT nextval('\"%s\".\"_version_seq\"')",
+                     emu_store_schema(d->ctx->store));
             dw_err_t err = dw_pg_exec(d->pg, sql, 0, NULL, &res, errstr, sizeof(errstr));
             if (err) {
                 fo_pg_error(d, err, errstr);
@@ -523,7 +553,8 @@ static bool fo_complete_create(fo_t *d, json_t *store)
             }
         } else if (c->required) {
             emu_fo_error(d->resp, 400, FO_T_WRITE,
-                         "Write failed for table row of type '%s'. Infolog: Error: Field '%s' must be filled in.",
+                         "Write failed for table row of type '%s'. Infolog: Error: Field '%s' must "
+                         "be filled in.",
                          t->name, c->name);
             return false;
         }
@@ -548,7 +579,8 @@ static json_t *fo_parse_body(fo_t *d)
             emu_fo_error(d->resp, 400, FO_T_ODATA, "The request body is not a JSON object.");
         else
             emu_fo_error(d->resp, 400, FO_T_ODATA,
-                         "The request body is not valid JSON (line %d, column %d): %s", je.line, je.column, je.text);
+                         "The request body is not valid JSON (line %d, column %d): %s", je.line,
+                         je.column, je.text);
         json_decref(body);
         return NULL;
     }
@@ -584,7 +616,8 @@ static bool fo_etag_ok(fo_t *d, json_t *existing)
     if (strcmp(im, cur) == 0 || strcmp(im, cur + 2) == 0)
         return true;
     emu_fo_error(d->resp, 412, FO_T_WRITE,
-                 "The record was changed by another user: the ETag in If-Match does not match the current version.");
+                 "The record was changed by another user: the ETag in If-Match does not match the "
+                 "current version.");
     return false;
 }
 
@@ -647,7 +680,9 @@ static void fo_create(fo_t *d)
         goto out;
     if (!fo_complete_create(d, store))
         goto rollback;
-    sqlf(sql, "INSERT INTO %s AS x SELECT * FROM jsonb_populate_record(NULL::%s, $1::jsonb) RETURNING to_jsonb(x)",
+    sqlf(sql,
+         "INSERT INTO %s AS x SELECT * FROM jsonb_populate_record(NULL::%s, $1::jsonb) RETURNING "
+         "to_jsonb(x)",
          d->t->qname, d->t->qname);
     char *text = json_dumps(store, JSON_COMPACT);
     const char *p[1] = {text};
@@ -702,7 +737,8 @@ static void fo_update(fo_t *d, const fo_key_t *k)
             same = json_integer_value(v) == strtoll(k->vals[i], NULL, 10);
         if (!same) {
             emu_fo_error(d->resp, 400, FO_T_WRITE,
-                         "Write failed for table row of type '%s'. Infolog: Error: The key field '%s' cannot be changed.",
+                         "Write failed for table row of type '%s'. Infolog: Error: The key field "
+                         "'%s' cannot be changed.",
                          d->t->name, k->cols[i]);
             goto out;
         }
@@ -731,7 +767,8 @@ static void fo_update(fo_t *d, const fo_key_t *k)
         snprintf(cols + l, sizeof(cols) - l, "%s\"%s\"", l ? ", " : "", c->name);
         snprintf(rcols + rl, sizeof(rcols) - rl, "%sr.\"%s\"", rl ? ", " : "", c->name);
     }
-    sqlf(sql, "UPDATE %s AS x SET (%s) = (SELECT %s FROM jsonb_populate_record(NULL::%s, $1::jsonb) r)",
+    sqlf(sql,
+         "UPDATE %s AS x SET (%s) = (SELECT %s FROM jsonb_populate_record(NULL::%s, $1::jsonb) r)",
          d->t->qname, cols, rcols, d->t->qname);
     const char *pbuf[EMU_ODATA_MAX_KEYS + 1];
     const char *const *params = NULL;
@@ -855,7 +892,8 @@ static bool fo_filter(fo_t *d, const char *text, dw_filter_t **out)
     for (size_t i = 0; i < nc && i < 64; i++) {
         if (!fo_col_ok(d->t, cols[i])) {
             emu_fo_error(d->resp, 400, FO_T_ODATA,
-                         "Could not find a property named '%s' on type '" EMU_FO_NS ".%s'.", cols[i], d->t->name);
+                         "Could not find a property named '%s' on type '" EMU_FO_NS ".%s'.",
+                         cols[i], d->t->name);
             dw_filter_destroy(f);
             return false;
         }
@@ -868,7 +906,8 @@ static bool fo_filter(fo_t *d, const char *text, dw_filter_t **out)
         char want[200];
         long long v;
         snprintf(want, sizeof(want), EMU_FO_NS ".%s", et ? et : "");
-        if (!c || !et || strcmp(en[i].type, want) != 0 || !emu_fo_enum_value(d->t, c, en[i].member, &v)) {
+        if (!c || !et || strcmp(en[i].type, want) != 0 ||
+            !emu_fo_enum_value(d->t, c, en[i].member, &v)) {
             emu_fo_error(d->resp, 400, FO_T_ODATA,
                          "The enum literal %s'%s' is not valid for property '%s'.", en[i].type,
                          en[i].member, en[i].column ? en[i].column : "?");
@@ -969,7 +1008,8 @@ static void fo_next_link(fo_t *d, const char *skiptoken, long long skip, long lo
 {
     snprintf(out, size, "%s%s?", d->ctx->base_url, d->t->entity_set);
     for (size_t i = 0; i < d->req->nargs; i++) {
-        if (strcmp(d->req->arg_names[i], "$skip") == 0 || strcmp(d->req->arg_names[i], "$top") == 0 ||
+        if (strcmp(d->req->arg_names[i], "$skip") == 0 ||
+            strcmp(d->req->arg_names[i], "$top") == 0 ||
             strcmp(d->req->arg_names[i], "$skiptoken") == 0)
             continue;
         emu_odata_url_encode(out, size, d->req->arg_names[i]);
@@ -1036,7 +1076,8 @@ static bool fo_scan(fo_t *d, const emu_odata_query_t *q, const dw_filter_t *f, l
         }
         sqlf(sql, " ORDER BY ");
         for (size_t i = 0; q && i < q->norderby; i++)
-            sqlf(sql, "x.\"%s\" %s, ", q->orderby[i].col, q->orderby[i].desc ? "DESC NULLS LAST" : "ASC NULLS FIRST");
+            sqlf(sql, "x.\"%s\" %s, ", q->orderby[i].col,
+                 q->orderby[i].desc ? "DESC NULLS LAST" : "ASC NULLS FIRST");
         for (size_t i = 0; i < nk; i++)
             sqlf(sql, "%sx.\"%s\"", i ? ", " : "", json_string_value(json_array_get(key, i)));
         sqlf(sql, " LIMIT $1 OFFSET $2");
@@ -1119,79 +1160,6 @@ static bool page_cb(void *opaque, json_t *db)
  * emu_fo_row_out gives them: enums as member names, datetimes YYYY-MM-DDTHH:MM:SSZ, decimals as
  * PostgreSQL's numeric text (the exact value, where jansson printed 17 digits). */
 
-typedef struct {
-    char *p;
-    size_t n, cap;
-    bool fail;
-} fo_text_t;
-
-static void ft_put(fo_text_t *b, const char *s, size_t n)
-{
-    if (b->fail)
-        return;
-    if (b->n + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 65536;
-        while (cap < b->n + n + 1)
-            cap *= 2;
-        char *p = realloc(b->p, cap);
-        if (!p) {
-            b->fail = true;
-            return;
-        }
-        b->p = p;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->n, s, n);
-    b->n += n;
-    b->p[b->n] = '\0';
-}
-
-#define FT_LIT(b, lit) ft_put(b, lit, sizeof(lit) - 1)
-
-/* A JSON string as jansson writes it (", \ and control characters escaped; UTF-8 as is). */
-static void ft_str(fo_text_t *b, const char *s, size_t n)
-{
-    static const char hex[] = "0123456789ABCDEF";
-    size_t run = 0;
-    FT_LIT(b, "\"");
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c >= 0x20 && c != '"' && c != '\\')
-            continue;
-        ft_put(b, s + run, i - run);
-        run = i + 1;
-        switch (c) {
-        case '"':
-            FT_LIT(b, "\\\"");
-            break;
-        case '\\':
-            FT_LIT(b, "\\\\");
-            break;
-        case '\b':
-            FT_LIT(b, "\\b");
-            break;
-        case '\f':
-            FT_LIT(b, "\\f");
-            break;
-        case '\n':
-            FT_LIT(b, "\\n");
-            break;
-        case '\r':
-            FT_LIT(b, "\\r");
-            break;
-        case '\t':
-            FT_LIT(b, "\\t");
-            break;
-        default: {
-            char seq[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 0xf]};
-            ft_put(b, seq, 6);
-        }
-        }
-    }
-    ft_put(b, s + run, n - run);
-    FT_LIT(b, "\"");
-}
-
 /* A numeric's text as a JSON number when it is one (NaN, Infinity: a string). */
 static bool ft_is_number(const char *s)
 {
@@ -1201,50 +1169,50 @@ static bool ft_is_number(const char *s)
 }
 
 /* Column i of result row r as a JSON value in the output form. */
-static void ft_value(fo_text_t *b, const emu_table_t *t, const emu_col_t *c, PGresult *res, int r,
+static void ft_value(dw_buf_t *b, const emu_table_t *t, const emu_col_t *c, PGresult *res, int r,
                      int i)
 {
     if (PQgetisnull(res, r, i)) {
-        FT_LIT(b, "null");
+        DW_BUF_LIT(b, "null");
         return;
     }
     const char *v = PQgetvalue(res, r, i);
     size_t n = (size_t)PQgetlength(res, r, i);
     switch (c->type) {
     case EMU_T_INTEGER:
-        ft_put(b, v, n);
+        dw_buf_put(b, v, n);
         return;
     case EMU_T_DECIMAL:
         if (ft_is_number(v))
-            ft_put(b, v, n);
+            dw_buf_put(b, v, n);
         else
-            ft_str(b, v, n);
+            dw_buf_json_str(b, v, n);
         return;
     case EMU_T_BOOLEAN:
         if (v[0] == 't')
-            FT_LIT(b, "true");
+            DW_BUF_LIT(b, "true");
         else
-            FT_LIT(b, "false");
+            DW_BUF_LIT(b, "false");
         return;
     case EMU_T_ENUM: {
         const char *m = emu_fo_enum_member(t, c, strtoll(v, NULL, 10));
         if (m)
-            ft_str(b, m, strlen(m));
+            dw_buf_json_str(b, m, strlen(m));
         else
-            ft_put(b, v, n);
+            dw_buf_put(b, v, n);
         return;
     }
     case EMU_T_DATETIME:
         if (n >= 19) {
-            ft_put(b, "\"", 1);
-            ft_put(b, v, 19);
-            FT_LIT(b, "Z\"");
+            dw_buf_put(b, "\"", 1);
+            dw_buf_put(b, v, 19);
+            DW_BUF_LIT(b, "Z\"");
             return;
         }
-        ft_str(b, v, n);
+        dw_buf_json_str(b, v, n);
         return;
     default:
-        ft_str(b, v, n);
+        dw_buf_json_str(b, v, n);
         return;
     }
 }
@@ -1274,7 +1242,7 @@ static json_t *ft_keyval(const emu_col_t *c, PGresult *res, int r, int i)
  * members, without brackets); got/extra/last as page_cb fills them (last: the last row's key
  * columns as to_jsonb gives them). False with d->resp filled on a database error. */
 static bool fo_page_text(fo_t *d, const emu_odata_query_t *q, long long sql_offset, json_t *after,
-                         fo_page_t *pg, fo_text_t *out)
+                         fo_page_t *pg, dw_buf_t *out)
 {
     char errstr[512], sql[FO_SQL_MAX] = "", lim[32], off[32];
     const emu_table_t *t = d->t;
@@ -1364,21 +1332,21 @@ static bool fo_page_text(fo_t *d, const emu_odata_query_t *q, long long sql_offs
             break;
         }
         if (pg->got)
-            FT_LIT(out, ",");
-        FT_LIT(out, "{\"@odata.etag\":\"W/\\\"");
+            DW_BUF_LIT(out, ",");
+        DW_BUF_LIT(out, "{\"@odata.etag\":\"W/\\\"");
         if (PQgetisnull(res, r, 0))
-            FT_LIT(out, "0");
+            DW_BUF_LIT(out, "0");
         else
-            ft_put(out, PQgetvalue(res, r, 0), (size_t)PQgetlength(res, r, 0));
-        FT_LIT(out, "\\\"\"");
+            dw_buf_put(out, PQgetvalue(res, r, 0), (size_t)PQgetlength(res, r, 0));
+        DW_BUF_LIT(out, "\\\"\"");
         for (size_t o = 0; o < nout; o++) {
             const emu_col_t *c = cols[outcol[o] - 1];
-            FT_LIT(out, ",");
-            ft_str(out, c->name, strlen(c->name));
-            FT_LIT(out, ":");
+            DW_BUF_LIT(out, ",");
+            dw_buf_json_str(out, c->name, strlen(c->name));
+            DW_BUF_LIT(out, ":");
             ft_value(out, t, c, res, r, outcol[o]);
         }
-        FT_LIT(out, "}");
+        DW_BUF_LIT(out, "}");
         pg->got++;
     }
     /* the last row's key values, for the nextLink's $skiptoken */
@@ -1419,7 +1387,8 @@ static bool fo_count(fo_t *d, const emu_odata_query_t *q, const dw_filter_t *f, 
     }
     char errstr[512], sql[FO_SQL_MAX] = "";
     bool company = emu_fo_company_specific(d->t) && !d->cross;
-    sqlf(sql, "SELECT count(*) FROM %s x%s", d->t->qname, company ? " WHERE x.\"dataAreaId\" = $1" : "");
+    sqlf(sql, "SELECT count(*) FROM %s x%s", d->t->qname,
+         company ? " WHERE x.\"dataAreaId\" = $1" : "");
     const char *p[1] = {d->ctx->fo_company};
     PGresult *res = NULL;
     dw_err_t err = dw_pg_exec(d->pg, sql, company ? 1 : 0, p, &res, errstr, sizeof(errstr));
@@ -1437,7 +1406,7 @@ static void fo_collection(fo_t *d, const emu_odata_query_t *q, bool count_only)
 {
     dw_filter_t *f = NULL;
     json_t *after = NULL;
-    fo_text_t text = {0};
+    dw_buf_t text = {0};
     fo_page_t pg;
     memset(&pg, 0, sizeof(pg));
     pg.d = d;
@@ -1475,16 +1444,17 @@ static void fo_collection(fo_t *d, const emu_odata_query_t *q, bool count_only)
     emu_service_context(d->ctx, d->t, q, "", ctxs, sizeof(ctxs));
     if (!f) {
         /* no filter: the page's text is written from the columns (fo_page_text) */
-        FT_LIT(&text, "{\"@odata.context\":");
-        ft_str(&text, ctxs, strlen(ctxs));
+        DW_BUF_LIT(&text, "{\"@odata.context\":");
+        dw_buf_json_str(&text, ctxs, strlen(ctxs));
         if (q->count) {
             char num[48];
-            ft_put(&text, num, (size_t)snprintf(num, sizeof(num), ",\"@odata.count\":%lld", pg.count));
+            dw_buf_put(&text, num,
+                       (size_t)snprintf(num, sizeof(num), ",\"@odata.count\":%lld", pg.count));
         }
-        FT_LIT(&text, ",\"value\":[");
+        DW_BUF_LIT(&text, ",\"value\":[");
         if (pg.page > 0 && !fo_page_text(d, q, sql_offset, after, &pg, &text))
             goto out;
-        FT_LIT(&text, "]");
+        DW_BUF_LIT(&text, "]");
     } else if (pg.page > 0 && !fo_scan(d, q, f, sql_offset, after, page_cb, &pg)) {
         goto out;
     }
@@ -1505,14 +1475,14 @@ static void fo_collection(fo_t *d, const emu_odata_query_t *q, bool count_only)
         if (o) {
             json_object_set_new(o, "@odata.nextLink", json_string(link));
         } else {
-            FT_LIT(&text, ",\"@odata.nextLink\":");
-            ft_str(&text, link, strlen(link));
+            DW_BUF_LIT(&text, ",\"@odata.nextLink\":");
+            dw_buf_json_str(&text, link, strlen(link));
         }
     }
     if (o) {
         emu_resp_json(d->resp, 200, o);
     } else {
-        FT_LIT(&text, "}");
+        DW_BUF_LIT(&text, "}");
         if (text.fail) {
             emu_fo_error(d->resp, 500, FO_T_ODATA, "Out of memory.");
             goto out;
@@ -1570,12 +1540,23 @@ static void xml_escape(const char *s, char *out, size_t size)
     for (; *s && o + 7 < size; s++) {
         const char *r = NULL;
         switch (*s) {
-        case '&': r = "&amp;"; break;
-        case '<': r = "&lt;"; break;
-        case '>': r = "&gt;"; break;
-        case '"': r = "&quot;"; break;
-        case '\'': r = "&apos;"; break;
-        default: break;
+        case '&':
+            r = "&amp;";
+            break;
+        case '<':
+            r = "&lt;";
+            break;
+        case '>':
+            r = "&gt;";
+            break;
+        case '"':
+            r = "&quot;";
+            break;
+        case '\'':
+            r = "&apos;";
+            break;
+        default:
+            break;
         }
         if (r) {
             memcpy(out + o, r, strlen(r));
@@ -1591,10 +1572,12 @@ static void fo_metadata(emu_ctx_t *ctx, emu_resp_t *resp)
 {
     sbuf_t b = {NULL, 0, 0};
     json_t *seen = json_object();
-    sb_add(&b, "<?xml version=\"1.0\" encoding=\"utf-8\"?>\n"
-               "<edmx:Edmx Version=\"4.0\" xmlns:edmx=\"http://docs.oasis-open.org/odata/ns/edmx\">\n"
-               "<edmx:DataServices>\n"
-               "<Schema Namespace=\"" EMU_FO_NS "\" xmlns=\"http://docs.oasis-open.org/odata/ns/edm\">\n");
+    sb_add(&b,
+           "<?xml version=\"1.0\" encoding=\"utf-8\"?>\n"
+           "<edmx:Edmx Version=\"4.0\" xmlns:edmx=\"http://docs.oasis-open.org/odata/ns/edmx\">\n"
+           "<edmx:DataServices>\n"
+           "<Schema Namespace=\"" EMU_FO_NS
+           "\" xmlns=\"http://docs.oasis-open.org/odata/ns/edm\">\n");
     for (size_t i = 0; i < emu_store_ntables(ctx->store); i++) {
         emu_table_t *t = emu_store_table_at(ctx->store, i);
         sb_add(&b, "<EntityType Name=\"%s\">\n<Key>", t->name);
@@ -1607,7 +1590,8 @@ static void fo_metadata(emu_ctx_t *ctx, emu_resp_t *resp)
             if (col->dropped)
                 continue;
             char tb[200];
-            sb_add(&b, "<Property Name=\"%s\" Type=\"%s\"", col->name, edm_type(t, col, tb, sizeof(tb)));
+            sb_add(&b, "<Property Name=\"%s\" Type=\"%s\"", col->name,
+                   edm_type(t, col, tb, sizeof(tb)));
             if (col->required || is_key_col(t, col->name))
                 sb_add(&b, " Nullable=\"false\"");
             if (col->max_length > 0)
@@ -1628,7 +1612,9 @@ static void fo_metadata(emu_ctx_t *ctx, emu_resp_t *resp)
             for (size_t m = 0; m < json_array_size(members); m++) {
                 json_t *mj = json_array_get(members, m);
                 char name[512];
-                xml_escape(json_string_value(json_object_get(mj, "name")) ? json_string_value(json_object_get(mj, "name")) : "",
+                xml_escape(json_string_value(json_object_get(mj, "name"))
+                               ? json_string_value(json_object_get(mj, "name"))
+                               : "",
                            name, sizeof(name));
                 sb_add(&b, "<Member Name=\"%s\" Value=\"%lld\"/>\n", name,
                        (long long)json_integer_value(json_object_get(mj, "value")));
@@ -1639,7 +1625,8 @@ static void fo_metadata(emu_ctx_t *ctx, emu_resp_t *resp)
     sb_add(&b, "<EntityContainer Name=\"Resources\">\n");
     for (size_t i = 0; i < emu_store_ntables(ctx->store); i++) {
         emu_table_t *t = emu_store_table_at(ctx->store, i);
-        sb_add(&b, "<EntitySet Name=\"%s\" EntityType=\"" EMU_FO_NS ".%s\"/>\n", t->entity_set, t->name);
+        sb_add(&b, "<EntitySet Name=\"%s\" EntityType=\"" EMU_FO_NS ".%s\"/>\n", t->entity_set,
+               t->name);
     }
     sb_add(&b, "</EntityContainer>\n</Schema>\n</edmx:DataServices>\n</edmx:Edmx>\n");
     json_decref(seen);
@@ -1700,7 +1687,8 @@ static void fo_batch_dispatch(void *opaque, emu_req_t *req, emu_resp_t *resp)
     emu_ctx_t *ctx = opaque;
     size_t pl = strlen(ctx->api_prefix);
     if (strncmp(req->path, ctx->api_prefix, pl) != 0)
-        emu_fo_error(resp, 404, FO_T_URI, "No HTTP resource was found that matches the request URI '%.300s'.",
+        emu_fo_error(resp, 404, FO_T_URI,
+                     "No HTTP resource was found that matches the request URI '%.300s'.",
                      req->path);
     else
         emu_fo_handle(ctx, req, resp, req->path + pl);
@@ -1742,8 +1730,8 @@ void emu_fo_handle(emu_ctx_t *ctx, emu_req_t *req, emu_resp_t *resp, const char 
     fo_t d = {ctx, req, resp, NULL, NULL, false};
     bool have_path = false, have_q = false;
     const char *m = req->method;
-    bool get = strcmp(m, "GET") == 0, post = strcmp(m, "POST") == 0, patch = strcmp(m, "PATCH") == 0,
-         del = strcmp(m, "DELETE") == 0;
+    bool get = strcmp(m, "GET") == 0, post = strcmp(m, "POST") == 0,
+         patch = strcmp(m, "PATCH") == 0, del = strcmp(m, "DELETE") == 0;
     memset(&q, 0, sizeof(q));
     q.top = -1;
     for (size_t i = 0; i < req->nargs; i++) {
@@ -1751,14 +1739,16 @@ void emu_fo_handle(emu_ctx_t *ctx, emu_req_t *req, emu_resp_t *resp, const char 
             if (strcasecmp(req->arg_values[i], "true") == 0)
                 d.cross = true;
             else if (strcasecmp(req->arg_values[i], "false") != 0) {
-                emu_fo_error(resp, 400, FO_T_ODATA, "The value of cross-company must be true or false.");
+                emu_fo_error(resp, 400, FO_T_ODATA,
+                             "The value of cross-company must be true or false.");
                 return;
             }
         }
     }
     if (*rel == '\0') {
         if (!get) {
-            emu_fo_error(resp, 405, FO_T_ODATA, "The method %s is not allowed on the service root.", m);
+            emu_fo_error(resp, 405, FO_T_ODATA, "The method %s is not allowed on the service root.",
+                         m);
             return;
         }
         emu_service_document(ctx, resp);
@@ -1775,7 +1765,8 @@ void emu_fo_handle(emu_ctx_t *ctx, emu_req_t *req, emu_resp_t *resp, const char 
         if (!post)
             emu_fo_error(resp, 405, FO_T_ODATA, "The method %s is not allowed on $batch.", m);
         else if (req->txn)
-            emu_fo_error(resp, 400, FO_T_ODATA, "A batch request cannot contain another batch request.");
+            emu_fo_error(resp, 400, FO_T_ODATA,
+                         "A batch request cannot contain another batch request.");
         else
             fo_batch(ctx, req, resp);
         return;
@@ -1787,19 +1778,21 @@ void emu_fo_handle(emu_ctx_t *ctx, emu_req_t *req, emu_resp_t *resp, const char 
     have_path = true;
     d.t = emu_store_table_by_set(ctx->store, p.segment);
     if (!d.t) {
-        emu_fo_error(resp, 404, FO_T_URI, "No HTTP resource was found that matches the request URI '%s%.200s'.",
+        emu_fo_error(resp, 404, FO_T_URI,
+                     "No HTTP resource was found that matches the request URI '%s%.200s'.",
                      ctx->base_url, p.segment);
         goto out;
     }
     bool count_seg = p.rest && strcmp(p.rest, "$count") == 0 && !p.has_key;
     if (p.rest && !count_seg) {
-        emu_fo_error(resp, 501, FO_T_NOTIMPL, "Navigation to '%s' is not implemented by dw-emulator.", p.rest);
+        emu_fo_error(resp, 501, FO_T_NOTIMPL,
+                     "Navigation to '%s' is not implemented by dw-emulator.", p.rest);
         goto out;
     }
     unsigned allowed = EMU_Q_SELECT;
     if (!p.has_key)
-        allowed |= EMU_Q_FILTER | EMU_Q_TOP | EMU_Q_SKIP | EMU_Q_ORDERBY | EMU_Q_COUNT | EMU_Q_EXPAND |
-                   EMU_Q_SKIPTOKEN;
+        allowed |= EMU_Q_FILTER | EMU_Q_TOP | EMU_Q_SKIP | EMU_Q_ORDERBY | EMU_Q_COUNT |
+                   EMU_Q_EXPAND | EMU_Q_SKIPTOKEN;
     if (emu_odata_query_parse(req->arg_names, req->arg_values, req->nargs, allowed, &q, errstr,
                               sizeof(errstr))) {
         emu_fo_error(resp, 400, FO_T_ODATA, "%s", errstr);
@@ -1829,7 +1822,8 @@ void emu_fo_handle(emu_ctx_t *ctx, emu_req_t *req, emu_resp_t *resp, const char 
         else if (del)
             fo_delete(&d, &k);
         else
-            emu_fo_error(resp, 405, FO_T_ODATA, "The method %s is not allowed on a single record.", m);
+            emu_fo_error(resp, 405, FO_T_ODATA, "The method %s is not allowed on a single record.",
+                         m);
     } else if (count_seg) {
         if (get)
             fo_collection(&d, &q, true);
@@ -1841,7 +1835,8 @@ void emu_fo_handle(emu_ctx_t *ctx, emu_req_t *req, emu_resp_t *resp, const char 
         else if (post)
             fo_create(&d);
         else
-            emu_fo_error(resp, 405, FO_T_ODATA, "The method %s is not allowed on an entity set.", m);
+            emu_fo_error(resp, 405, FO_T_ODATA, "The method %s is not allowed on an entity set.",
+                         m);
     }
 out:
     if (d.pg && !req->txn)
