@@ -19,6 +19,7 @@
 #include "dw_config.h"
 #include "dw_kafka.h"
 #include "dw_log.h"
+#include "dw_time.h"
 
 #define ASSERT_CONTAINS(hay, needle)                                                               \
     cr_assert(strstr((hay), (needle)) != NULL, "expected \"%s\" in:\n%s", (needle), (hay))
@@ -32,13 +33,6 @@ static dw_conf_t *conf;
 static rd_kafka_t *admin;
 static char map[64];
 static char topic[DW_KAFKA_TOPIC_MAX + 1];
-
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static void setup(void)
 {
@@ -125,8 +119,8 @@ static void assign_from_start(rd_kafka_t *rk, const char *name)
 static int consume_to_eof(rd_kafka_t *rk, char values[][32], int max, int64_t *offsets)
 {
     int n = 0;
-    int64_t deadline = now_ms() + TIMEOUT_MS;
-    while (now_ms() < deadline) {
+    int64_t deadline = dw_time_mono_ms() + TIMEOUT_MS;
+    while (dw_time_mono_ms() < deadline) {
         rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 200);
         if (!m)
             continue;
@@ -274,8 +268,8 @@ Test(kafka_it, keyed_message_with_headers_round_trips)
     rd_kafka_topic_partition_list_destroy(sub);
 
     rd_kafka_message_t *m = NULL;
-    int64_t deadline = now_ms() + TIMEOUT_MS;
-    while (!m && now_ms() < deadline) {
+    int64_t deadline = dw_time_mono_ms() + TIMEOUT_MS;
+    while (!m && dw_time_mono_ms() < deadline) {
         m = rd_kafka_consumer_poll(cons, 200);
         if (m && m->err) {
             cr_log_warn("consume: %s", rd_kafka_message_errstr(m));

@@ -32,6 +32,7 @@
 #include "dw_file.h"
 #include "dw_kafka.h"
 #include "dw_testutil.h"
+#include "dw_time.h"
 
 extern char **environ;
 
@@ -47,19 +48,6 @@ static char maps_dir[300];
 static char group[128];
 static pid_t workers[MAX_WORKERS];
 static const char *extra_arg;   /* one more -X for start_worker, or NULL */
-
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void sleep_ms(int ms)
-{
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
 
 static void write_text(const char *path, const char *text)
 {
@@ -229,14 +217,14 @@ static int stop_worker(int slot)
     pid_t pid = workers[slot];
     kill(pid, SIGTERM);
     int st = 0;
-    int64_t deadline = now_ms() + 30000;
+    int64_t deadline = dw_time_mono_ms() + 30000;
     while (waitpid(pid, &st, WNOHANG) == 0) {
-        if (now_ms() > deadline) {
+        if (dw_time_mono_ms() > deadline) {
             kill(pid, SIGKILL);
             waitpid(pid, &st, 0);
             break;
         }
-        sleep_ms(20);
+        dw_time_sleep_ms(20);
     }
     workers[slot] = 0;
     return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
@@ -261,9 +249,9 @@ static bool log_contains(const char *inst, const char *needle)
 
 static void wait_log(const char *inst, const char *needle, int ms)
 {
-    int64_t deadline = now_ms() + ms;
+    int64_t deadline = dw_time_mono_ms() + ms;
     while (!log_contains(inst, needle)) {
-        if (now_ms() > deadline) {
+        if (dw_time_mono_ms() > deadline) {
             char path[400];
             snprintf(path, sizeof(path), "%s/%s.log", dir, inst);
             char *text = dw_file_read(path);
@@ -271,7 +259,7 @@ static void wait_log(const char *inst, const char *needle, int ms)
             free(text);
             cr_assert_fail("\"%s\" did not appear in the log of %s", needle, inst);
         }
-        sleep_ms(50);
+        dw_time_sleep_ms(50);
     }
 }
 
@@ -375,10 +363,10 @@ static void reader_open(reader_t *r, dw_kafka_topic_kind_t kind, int partitions)
  * duplicates. */
 static size_t reader_read(reader_t *r, size_t want, int ms, int extra_ms)
 {
-    int64_t deadline = now_ms() + ms;
+    int64_t deadline = dw_time_mono_ms() + ms;
     int64_t linger_end = 0;
     for (;;) {
-        int64_t now = now_ms();
+        int64_t now = dw_time_mono_ms();
         if (r->n >= want && !linger_end)
             linger_end = now + extra_ms;
         if ((linger_end && now >= linger_end) || now >= deadline)
@@ -577,7 +565,7 @@ Test(transform_it, kill_9_mid_transaction_then_restart_loses_and_duplicates_noth
         produce_event(i, i % 3);
         if (i % 100 == 99) {
             rd_kafka_flush(producer, 5000);
-            sleep_ms(15);
+            dw_time_sleep_ms(15);
         }
         if (i == n / 2) {
             wait_log("a", "assigned", 15000);
@@ -603,7 +591,7 @@ Test(transform_it, three_workers_rebalance_under_load_and_every_event_has_one_co
         produce_event(i, i % 6);
         if (i % 200 == 199) {
             rd_kafka_flush(producer, 5000);
-            sleep_ms(20);
+            dw_time_sleep_ms(20);
         }
         if (i == n / 4)
             start_worker(1, "w2", 200, 100);
@@ -711,15 +699,15 @@ Test(transform_it, a_zombie_with_the_same_instance_id_is_fenced_and_nothing_is_d
         produce_event(i, i % 2);
         if (i % 100 == 99) {
             rd_kafka_flush(producer, 5000);
-            sleep_ms(10);
+            dw_time_sleep_ms(10);
         }
     }
     flush();
     int st = 0;
-    int64_t deadline = now_ms() + 30000;
+    int64_t deadline = dw_time_mono_ms() + 30000;
     while (waitpid(old, &st, WNOHANG) == 0) {
-        cr_assert(now_ms() < deadline, "the zombie did not exit");
-        sleep_ms(50);
+        cr_assert(dw_time_mono_ms() < deadline, "the zombie did not exit");
+        dw_time_sleep_ms(50);
     }
     workers[1] = 0;
     cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 1, "the zombie's status: %d", st);
@@ -748,7 +736,7 @@ Test(transform_it, a_worker_of_an_older_group_generation_cannot_commit_and_nothi
     for (int i = 0; i < n / 3; i++)
         produce_event(i, i % 2);
     flush();
-    sleep_ms(1200); /* A has mapped and produced them, uncommitted */
+    dw_time_sleep_ms(1200); /* A has mapped and produced them, uncommitted */
     cr_assert_eq(kill(a, SIGSTOP), 0);
     /* B joins; the group waits for A until A's session (6 s) expires, then B owns everything
      * and starts at the offsets committed before A's open transaction */
@@ -767,10 +755,10 @@ Test(transform_it, a_worker_of_an_older_group_generation_cannot_commit_and_nothi
     cr_assert_eq(kill(a, SIGCONT), 0);
     int st = 0;
     bool gone = false;
-    int64_t deadline = now_ms() + 20000;
+    int64_t deadline = dw_time_mono_ms() + 20000;
     while (!(gone = exited(a, &st)) && !log_contains("a", "aborting the transaction")) {
-        cr_assert(now_ms() < deadline, "the zombie neither aborted nor exited");
-        sleep_ms(50);
+        cr_assert(dw_time_mono_ms() < deadline, "the zombie neither aborted nor exited");
+        dw_time_sleep_ms(50);
     }
     if (gone) {
         workers[0] = 0;
@@ -850,8 +838,8 @@ Test(transform_it, an_event_of_a_map_that_is_not_loaded_goes_to_the_unknown_dlq)
     reader_open_topic(&d, "dw._unknown.dlq", parts);
     /* the topic is shared: ours is the one whose origin is the ghost topic */
     const got_t *g = NULL;
-    int64_t deadline = now_ms() + 30000;
-    while (!g && now_ms() < deadline) {
+    int64_t deadline = dw_time_mono_ms() + 30000;
+    while (!g && dw_time_mono_ms() < deadline) {
         reader_read(&d, d.n + 1, 500, 0);
         for (size_t k = 0; k < d.n && !g; k++)
             if (strcmp(hdr(&d.msgs[k], DW_DLQ_HDR_ORIGIN_TOPIC), ghost_topic) == 0)

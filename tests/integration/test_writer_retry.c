@@ -41,6 +41,7 @@
 #include "dw_testreceiver.h"
 #include "dw_testutil.h"
 #include "dw_testwriter.h"
+#include "dw_time.h"
 
 extern char **environ;
 
@@ -61,19 +62,6 @@ static char dir[256], maps_dir[300], wlog[400];
 static const char *sys = "dv"; /* the target of the test */
 static pid_t transform = -1;   /* dw-transform, when a test runs one */
 static bool extra_topics;      /* the test made the map's .fo, .dv and to-fo topics */
-
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void sleep_ms(int ms)
-{
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
 
 /* Topics, groups, maps and the writer's settings of one test; the emulator is started by the
  * test (start_emu), with the limits it needs. */
@@ -303,13 +291,13 @@ static long fo_count(const char *sym)
 
 static bool wait_rows(const char *sym, long want, int ms)
 {
-    int64_t deadline = now_ms() + ms;
+    int64_t deadline = dw_time_mono_ms() + ms;
     long n = -1;
-    while (now_ms() < deadline) {
+    while (dw_time_mono_ms() < deadline) {
         n = strcmp(sys, "fo") == 0 ? fo_count(sym) : dv_count(sym);
         if (n == want)
             return true;
-        sleep_ms(100);
+        dw_time_sleep_ms(100);
     }
     cr_log_warn("rows with symbol %s: %ld, want %ld", sym, n, want);
     return false;
@@ -442,7 +430,7 @@ Test(writer_retry, per_key_order_holds_under_retries, .init = setup_fo)
             }
         }
         flush_producer();
-        sleep_ms(400);
+        dw_time_sleep_ms(400);
     }
     cr_assert_eq(others, NOTHERS);
     int total = NVERS * NKEYS + NOTHERS;
@@ -641,9 +629,9 @@ Test(writer_retry, a_snapshot_older_than_a_live_change_does_not_overwrite_it, .i
     cr_assert(wait_rows("sn", 2, TIMEOUT_MS), "the snapshot marker written");
     /* the commands come in the transform's transactions (their markers take offsets too): the
      * writer's counters tell when the snapshot's command was handled */
-    int64_t deadline = now_ms() + TIMEOUT_MS;
-    while (dw_testwriter_log_counter(&w, "stale_dropped") < 1 && now_ms() < deadline)
-        sleep_ms(100);
+    int64_t deadline = dw_time_mono_ms() + TIMEOUT_MS;
+    while (dw_testwriter_log_counter(&w, "stale_dropped") < 1 && dw_time_mono_ms() < deadline)
+        dw_time_sleep_ms(100);
     cr_assert_eq(dw_testwriter_log_counter(&w, "stale_dropped"), 1, "the stale snapshot counted");
     cr_assert_str_eq(dv_name("SNP", name, sizeof(name)), "live content",
                      "the older snapshot did not overwrite the live change");
@@ -657,10 +645,10 @@ Test(writer_retry, a_snapshot_older_than_a_live_change_does_not_overwrite_it, .i
     /* the transform stops cleanly, without a sanitizer report */
     kill(transform, SIGTERM);
     int st = 0;
-    deadline = now_ms() + 30000;
-    while (waitpid(transform, &st, WNOHANG) == 0 && now_ms() < deadline)
-        sleep_ms(20);
-    if (now_ms() >= deadline) {
+    deadline = dw_time_mono_ms() + 30000;
+    while (waitpid(transform, &st, WNOHANG) == 0 && dw_time_mono_ms() < deadline)
+        dw_time_sleep_ms(20);
+    if (dw_time_mono_ms() >= deadline) {
         kill(transform, SIGKILL);
         waitpid(transform, &st, 0);
     }
@@ -689,19 +677,19 @@ Test(writer_outage, a_60_s_outage_with_queue_loses_nothing_and_resumes)
     flush_producer();
     cr_assert(wait_rows("ou", 20, TIMEOUT_MS), "written before the outage");
     admin_post("/_admin/faults", "{\"unavailable\":true}");
-    int64_t start = now_ms(), end = start + 60000;
+    int64_t start = dw_time_mono_ms(), end = start + 60000;
     /* commands keep arriving during the outage: 5 a second */
-    while (now_ms() < end) {
+    while (dw_time_mono_ms() < end) {
         for (int i = 0; i < 5; i++, n++) {
             snprintf(code, sizeof(code), "U%04d", n);
             produce_dv(code, "1", HASH_A, "outage", "ou");
         }
         flush_producer();
         cr_assert(dw_testwriter_running(&w), "the writer runs through the outage");
-        sleep_ms(1000);
+        dw_time_sleep_ms(1000);
     }
     admin_post("/_admin/faults", "{\"unavailable\":false}");
-    cr_log_info("outage of %lld ms, %d commands", (long long)(now_ms() - start), n);
+    cr_log_info("outage of %lld ms, %d commands", (long long)(dw_time_mono_ms() - start), n);
     cr_assert_eq(dv_count("ou"), 20, "nothing was written during the outage");
     bool ok = wait_rows("ou", n, 30000);
     if (!ok)

@@ -34,6 +34,7 @@
 #include "dw_testemu.h"
 #include "dw_testutil.h"
 #include "dw_testwriter.h"
+#include "dw_time.h"
 
 #define ADMIN      "test-admin-secret"
 #define TIMEOUT_MS 20000
@@ -53,19 +54,6 @@ static pid_t writer = -1;
 static const char *sys = "dv";        /* the target of the suite */
 static int32_t produce_partition = 0; /* RD_KAFKA_PARTITION_UA: by key */
 static int committed_partitions = 1;  /* partitions whose committed offsets wait_committed sums */
-
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void sleep_ms(int ms)
-{
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
 
 static void setup(void)
 {
@@ -310,12 +298,12 @@ static long count_rows(const char *sym)
 
 static bool wait_rows(const char *sym, long want, int ms)
 {
-    int64_t deadline = now_ms() + ms;
+    int64_t deadline = dw_time_mono_ms() + ms;
     long n = -1;
-    while (now_ms() < deadline) {
+    while (dw_time_mono_ms() < deadline) {
         if ((n = count_rows(sym)) == want)
             return true;
-        sleep_ms(100);
+        dw_time_sleep_ms(100);
     }
     cr_log_warn("rows with symbol %s: %ld, want %ld", sym, n, want);
     return false;
@@ -356,11 +344,11 @@ static int64_t committed_offset(void)
 
 static bool wait_committed(int64_t want, int ms)
 {
-    int64_t deadline = now_ms() + ms, off = -1;
-    while (now_ms() < deadline) {
+    int64_t deadline = dw_time_mono_ms() + ms, off = -1;
+    while (dw_time_mono_ms() < deadline) {
         if ((off = committed_offset()) == want)
             return true;
-        sleep_ms(200);
+        dw_time_sleep_ms(200);
     }
     cr_log_warn("committed offset %lld, want %lld", (long long)off, (long long)want);
     return false;
@@ -402,9 +390,9 @@ Test(writer_dv, writes_commands_as_rows_and_records_the_ledger)
         dump_log();
     cr_assert(ok);
     char name[64];
-    int64_t deadline = now_ms() + 5000;
-    while (strcmp(row_name("A0007", name, sizeof(name)), "second") != 0 && now_ms() < deadline)
-        sleep_ms(100);
+    int64_t deadline = dw_time_mono_ms() + 5000;
+    while (strcmp(row_name("A0007", name, sizeof(name)), "second") != 0 && dw_time_mono_ms() < deadline)
+        dw_time_sleep_ms(100);
     cr_assert_str_eq(name, "second");
     cr_assert(wait_committed(301, 10000));
     cr_assert_eq(ledger_rows(), 300);
@@ -495,7 +483,7 @@ Test(writer_dv, outage_with_queue_loses_nothing_and_resumes)
         produce_cmd(code, "1", HASH_A, "queued", "qu");
     }
     flush_producer();
-    sleep_ms(3000); /* the outage: every write answered 503, retried with backoff */
+    dw_time_sleep_ms(3000); /* the outage: every write answered 503, retried with backoff */
     admin_post("/_admin/faults", "{\"unavailable\":false}");
     bool ok = wait_rows("qu", 100, TIMEOUT_MS);
     if (!ok)
@@ -547,10 +535,10 @@ Test(writer_dv, kill_9_mid_stream_and_restart_loses_and_duplicates_nothing)
         produce_cmd(code, "1", HASH_A, "crash", "kc");
     }
     flush_producer();
-    int64_t deadline = now_ms() + TIMEOUT_MS;
+    int64_t deadline = dw_time_mono_ms() + TIMEOUT_MS;
     long n = 0;
-    while (now_ms() < deadline && (n = count_rows("kc")) < 300)
-        sleep_ms(20);
+    while (dw_time_mono_ms() < deadline && (n = count_rows("kc")) < 300)
+        dw_time_sleep_ms(20);
     cr_assert_lt(n, 3000, "the writer was too fast to be killed mid-stream (%ld)", n);
     stop_writer_kill();
     start_writer(extra);
@@ -627,7 +615,7 @@ static void grow_topic(int n)
     rd_kafka_event_destroy(ev);
     rd_kafka_queue_destroy(q);
     rd_kafka_NewPartitions_destroy(np);
-    sleep_ms(1000); /* the metadata catches up */
+    dw_time_sleep_ms(1000); /* the metadata catches up */
 }
 
 Test(writer_dv, a_second_instance_takes_over_partitions_under_load)
@@ -646,9 +634,9 @@ Test(writer_dv, a_second_instance_takes_over_partitions_under_load)
         produce_cmd(code, "1", HASH_A, "rebalanced", "rb");
     }
     flush_producer();
-    int64_t deadline = now_ms() + TIMEOUT_MS;
-    while (now_ms() < deadline && count_rows("rb") < 300)
-        sleep_ms(20);
+    int64_t deadline = dw_time_mono_ms() + TIMEOUT_MS;
+    while (dw_time_mono_ms() < deadline && count_rows("rb") < 300)
+        dw_time_sleep_ms(20);
     start_writer(extra2); /* joins: the group rebalances (cooperative) while the first works */
     pid_t second = writer;
     bool ok = wait_rows("rb", 3000, 25000);
@@ -717,12 +705,12 @@ static long fo_count(const char *sym)
 
 static bool fo_wait(const char *sym, long want, int ms)
 {
-    int64_t deadline = now_ms() + ms;
+    int64_t deadline = dw_time_mono_ms() + ms;
     long n = -1;
-    while (now_ms() < deadline) {
+    while (dw_time_mono_ms() < deadline) {
         if ((n = fo_count(sym)) == want)
             return true;
-        sleep_ms(100);
+        dw_time_sleep_ms(100);
     }
     cr_log_warn("F&O rows with symbol %s: %ld, want %ld", sym, n, want);
     return false;
@@ -937,9 +925,9 @@ Test(writer_dv, a_missing_lookup_is_retried_then_dead_lettered_other_keys_flow)
     produce_product(ptopic, "P-NEVER", "LKZ"); /* its currency never does */
     produce_product(ptopic, "P-FREE", NULL);
     flush_producer();
-    int64_t deadline = now_ms() + TIMEOUT_MS;
-    while (!product_exists("P-FREE") && now_ms() < deadline)
-        sleep_ms(50);
+    int64_t deadline = dw_time_mono_ms() + TIMEOUT_MS;
+    while (!product_exists("P-FREE") && dw_time_mono_ms() < deadline)
+        dw_time_sleep_ms(50);
     if (!product_exists("P-FREE"))
         dump_log();
     cr_assert(product_exists("P-FREE"), "a record without the missing lookup is not held back");
@@ -951,8 +939,8 @@ Test(writer_dv, a_missing_lookup_is_retried_then_dead_lettered_other_keys_flow)
                        NULL);
     cr_assert_eq(r.status, 204, "%ld %s", r.status, r.body ? r.body : "");
     dw_testemu_resp_free(&r);
-    while (!product_exists("P-LATE") && now_ms() < deadline)
-        sleep_ms(50);
+    while (!product_exists("P-LATE") && dw_time_mono_ms() < deadline)
+        dw_time_sleep_ms(50);
     bool late = product_exists("P-LATE");
     if (!late)
         dump_log();

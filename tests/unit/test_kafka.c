@@ -18,6 +18,7 @@
 #include "dw_config.h"
 #include "dw_kafka.h"
 #include "dw_log.h"
+#include "dw_time.h"
 
 #define ASSERT_CONTAINS(hay, needle)                                                               \
     cr_assert(strstr((hay), (needle)) != NULL, "expected \"%s\" in:\n%s", (needle), (hay))
@@ -51,13 +52,6 @@ static const char *prop(const rd_kafka_conf_t *kc, const char *name)
         return ""; /* librdkafka 2.0.2 says UNKNOWN for this string property when unset */
     cr_assert_eq(res, RD_KAFKA_CONF_OK, "conf_get %s: %d", name, (int)res);
     return buf;
-}
-
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 /* ---------------------------------------------------------------- topic names */
@@ -569,9 +563,9 @@ Test(kafka, full_queue_past_the_deadline_is_queue_full)
     ASSERT_CONTAINS(errstr, "\"t\"");
     cr_assert(dw_err_is_retriable(DW_ERR_QUEUE_FULL));
 
-    int64_t t0 = now_ms();
+    int64_t t0 = dw_time_mono_ms();
     cr_assert_eq(produce_one(rk, "t", 10, 300, errstr, sizeof(errstr)), DW_ERR_QUEUE_FULL);
-    int64_t waited = now_ms() - t0;
+    int64_t waited = dw_time_mono_ms() - t0;
     cr_assert_geq(waited, 300, "waited %lld ms", (long long)waited);
     cr_assert_lt(waited, 1500, "waited %lld ms", (long long)waited);
     ASSERT_CONTAINS(errstr, "300 ms");
@@ -671,9 +665,9 @@ Test(kafka, unreachable_cluster_is_reported_through_the_log)
     char errstr[512] = "";
     rd_kafka_t *rk = dw_kafka_admin_new(conf, errstr, sizeof(errstr));
     cr_assert_not_null(rk, "%s", errstr);
-    int64_t t0 = now_ms();
+    int64_t t0 = dw_time_mono_ms();
     cr_assert_eq(dw_kafka_wait_ready(rk, 700, errstr, sizeof(errstr)), DW_ERR_UNAVAILABLE);
-    cr_assert_lt(now_ms() - t0, 3000, "bounded");
+    cr_assert_lt(dw_time_mono_ms() - t0, 3000, "bounded");
     ASSERT_CONTAINS(errstr, "127.0.0.1:1");
     ASSERT_CONTAINS(errstr, "did not answer within 700 ms");
     cr_assert(dw_err_is_retriable(DW_ERR_UNAVAILABLE));
@@ -780,8 +774,8 @@ Test(kafka, consumer_reads_back_key_value_and_headers)
     rd_kafka_topic_partition_list_destroy(topics);
 
     bool got = false;
-    int64_t deadline = now_ms() + 20000;
-    while (!got && now_ms() < deadline) {
+    int64_t deadline = dw_time_mono_ms() + 20000;
+    while (!got && dw_time_mono_ms() < deadline) {
         rd_kafka_message_t *m = rd_kafka_consumer_poll(cons, 200);
         if (!m)
             continue;
