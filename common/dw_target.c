@@ -40,7 +40,10 @@ typedef struct {
                        as the company row's guid (see dv_company_binds) */
 } trec_t;
 
+struct wctx_s;
+
 typedef struct tjob_s {
+    struct wctx_s *w; /* the call the job belongs to */
     int kind;
     size_t *idx;
     size_t n;
@@ -58,6 +61,9 @@ struct dw_target_s {
     dw_target_opts_t opts;
     bool fo;
     int concurrency;
+    int inflight;            /* requests in flight, all calls together */
+    struct wctx_s **calls;   /* the calls started and not yet ended, oldest first */
+    size_t ncalls, capcalls;
     dw_http_multi_t *multi;
     dw_http_req_t **pool; /* idle requests (connections kept) */
     size_t npool, cappool;
@@ -67,8 +73,8 @@ struct dw_target_s {
     dw_target_stats_t stats;
 };
 
-/* What one dw_target_write call works on. */
-typedef struct {
+/* What one call (dw_target_write, or dw_target_call_start .. dw_target_call_end) works on. */
+typedef struct wctx_s {
     dw_target_t *t;
     dw_wrec_t *recs;
     trec_t *st;
@@ -78,8 +84,10 @@ typedef struct {
     dw_http_req_t **run; /* the requests in flight */
     size_t nrun, caprun;
     dw_err_t fatal;
+    dw_err_t rc; /* DW_ERR_INTERRUPTED once stop was asked */
     char *errstr;
     size_t errstr_size;
+    char errbuf[512]; /* errstr of a call started with dw_target_call_start */
 } wctx_t;
 
 static const char *const dw_wclass_names[DW_WCLASS__COUNT] = {
@@ -153,6 +161,7 @@ void dw_target_destroy(dw_target_t *t)
     for (size_t i = 0; i < t->npool; i++)
         dw_http_req_destroy(t->pool[i]);
     free(t->pool);
+    free(t->calls);
     dw_http_multi_destroy(t->multi);
     json_decref(t->bind_cache);
     json_decref(t->no_um);
@@ -241,6 +250,7 @@ static tjob_t *job_new(int kind, size_t cap)
 static bool job_push(wctx_t *w, tjob_t *j)
 {
     jobq_t *q = &w->q;
+    j->w = w;
     if (q->n == q->cap) {
         size_t nc = q->cap ? q->cap * 2 : 16;
         tjob_t **nv = realloc(q->v, nc * sizeof(*nv));
@@ -280,32 +290,39 @@ static void queue_batches(wctx_t *w, int kind, const size_t *idx, size_t n)
 static char *upsert_json(const dw_wrec_t *r, const trec_t *st, bool add_keys, bool drop_keys,
                          const char *odata_type, const char *oid)
 {
-    json_t *o = r->fields ? json_deep_copy(r->fields) : json_object();
-    if (!json_is_object(o)) {
-        json_decref(o);
-        return NULL;
-    }
+    /* a new object holding references to the command's values (no deep copy): @odata.type and
+     * @odata.id first, then the fields (a company bind rewritten), then the key columns a
+     * create needs */
+    json_t *out = json_object();
     const char *k;
     json_t *v;
-    json_object_foreach((json_t *)r->key, k, v)
-    {
-        if (drop_keys)
-            json_object_del(o, k);
-        else if (add_keys && !json_object_get(o, k) && !json_object_get(st->guids, k))
-            json_object_set(o, k, v);
+    if (!out || (r->fields && !json_is_object(r->fields))) {
+        json_decref(out);
+        return NULL;
     }
-    json_t *out = o;
+    bool ok = true;
     if (odata_type) {
-        out = json_object();
-        json_object_set_new(out, "@odata.type", json_string(odata_type));
-        if (oid)
-            json_object_set_new(out, "@odata.id", json_string(oid));
-        json_object_update(out, o);
-        json_decref(o);
+        ok = json_object_set_new(out, "@odata.type", json_string(odata_type)) == 0;
+        if (ok && oid)
+            ok = json_object_set_new(out, "@odata.id", json_string(oid)) == 0;
     }
-    if (st->binds)
-        json_object_update(out, st->binds);
-    char *s = json_dumps(out, JSON_COMPACT | JSON_ENCODE_ANY);
+    json_object_foreach((json_t *)r->fields, k, v)
+    {
+        if (!ok)
+            break;
+        if (drop_keys && json_object_get(r->key, k))
+            continue;
+        json_t *b = st->binds ? json_object_get(st->binds, k) : NULL;
+        ok = json_object_set(out, k, b ? b : v) == 0;
+    }
+    if (add_keys && !drop_keys)
+        json_object_foreach((json_t *)r->key, k, v)
+        {
+            if (ok && !(r->fields && json_object_get(r->fields, k)) &&
+                !json_object_get(st->guids, k))
+                ok = json_object_set(out, k, v) == 0;
+        }
+    char *s = ok ? json_dumps(out, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
     json_decref(out);
     return s;
 }
@@ -696,6 +713,7 @@ static bool job_start(wctx_t *w, tjob_t *j)
     w->run[w->nrun++] = req;
     t->stats.requests++;
     w->inflight++;
+    t->inflight++;
     return true;
 }
 
@@ -850,10 +868,12 @@ static void on_batch(wctx_t *w, tjob_t *j, dw_http_req_t *req, long status, cons
 
 static void on_done(dw_http_req_t *req, dw_err_t err, void *opaque)
 {
-    wctx_t *w = opaque;
+    (void)opaque;
     tjob_t *j = dw_http_req_opaque(req);
+    wctx_t *w = j->w;
     dw_target_t *t = w->t;
     w->inflight--;
+    t->inflight--;
     for (size_t k = 0; k < w->nrun; k++)
         if (w->run[k] == req) {
             w->run[k] = w->run[--w->nrun];
@@ -961,18 +981,12 @@ out:
     free(bt);
 }
 
-dw_err_t dw_target_write(dw_target_t *t, dw_wrec_t *recs, size_t n, char *errstr,
-                         size_t errstr_size)
+/* Check and prepare every record of w (paths, lookup keys, company binds), then queue its jobs. */
+static void call_prepare(wctx_t *w)
 {
-    wctx_t w = {.t = t, .recs = recs, .n = n, .errstr = errstr, .errstr_size = errstr_size};
-    dw_err_t rc = DW_OK;
-    if (errstr && errstr_size)
-        errstr[0] = '\0';
-    if (n == 0)
-        return DW_OK;
-    w.st = calloc(n, sizeof(*w.st));
-    if (!w.st)
-        return dw_errf(DW_ERR_NOMEM, errstr, errstr_size, "out of memory");
+    dw_target_t *t = w->t;
+    size_t n = w->n;
+    dw_wrec_t *recs = w->recs;
     for (size_t i = 0; i < n; i++) {
         dw_wrec_t *r = &recs[i];
         r->cls = DW_WCLASS_UNKNOWN;
@@ -980,30 +994,30 @@ dw_err_t dw_target_write(dw_target_t *t, dw_wrec_t *recs, size_t n, char *errstr
         r->code[0] = r->message[0] = r->record_id_out[0] = '\0';
         r->retry_after_ms = -1;
     }
-    for (size_t i = 0; i < n && rc == DW_OK; i++) {
+    for (size_t i = 0; i < n && w->rc == DW_OK; i++) {
         dw_wrec_t *r = &recs[i];
-        trec_t *st = &w.st[i];
+        trec_t *st = &w->st[i];
         if (dw_signal_stop_requested()) {
-            rc = DW_ERR_INTERRUPTED;
+            w->rc = DW_ERR_INTERRUPTED;
             break;
         }
         if (!r->entity_set || !*r->entity_set ||
             (r->op == DW_WOP_UPSERT && !json_is_object(r->fields))) {
-            set_outcome(&w, i, DW_WCLASS_VALIDATION, 0, "", "record without entity set or fields",
+            set_outcome(w, i, DW_WCLASS_VALIDATION, 0, "", "record without entity set or fields",
                         -1);
             continue;
         }
         if (r->key && !json_is_object(r->key)) {
-            set_outcome(&w, i, DW_WCLASS_VALIDATION, 0, "", "the key is not an object", -1);
+            set_outcome(w, i, DW_WCLASS_VALIDATION, 0, "", "the key is not an object", -1);
             continue;
         }
         st->method = r->op == DW_WOP_DELETE       ? M_DELETE
                      : (t->fo && !r->exists_hint) ? M_POST
                                                   : M_PATCH;
         if (!t->fo && r->op == DW_WOP_UPSERT &&
-            (!dv_resolve_keys(&w, i) || !dv_company_binds(&w, i)))
+            (!dv_resolve_keys(w, i) || !dv_company_binds(w, i)))
             continue;
-        if (w.fatal)
+        if (w->fatal)
             break;
         bool by_id = !t->fo && r->op == DW_WOP_DELETE && r->record_id && *r->record_id;
         const json_t *key = by_id ? NULL : r->key;
@@ -1011,70 +1025,165 @@ dw_err_t dw_target_write(dw_target_t *t, dw_wrec_t *recs, size_t n, char *errstr
         if (!t->fo)
             st->oid = dw_target_key_path(r->entity_set, key, st->guids, r->record_id, false);
         if (!st->path || (!t->fo && !st->oid)) {
-            set_outcome(&w, i, DW_WCLASS_VALIDATION, 0, "",
+            set_outcome(w, i, DW_WCLASS_VALIDATION, 0, "",
                         "the key cannot be written as an OData key", -1);
             continue;
         }
         if (by_id)
             snprintf(r->record_id_out, sizeof(r->record_id_out), "%s", r->record_id);
     }
-    if (!w.fatal && rc == DW_OK) {
+    if (!w->fatal && w->rc == DW_OK) {
         if (t->fo) {
             size_t *all = malloc(n * sizeof(size_t)), m = 0;
             if (!all) {
-                w.fatal = DW_ERR_NOMEM;
+                w->fatal = DW_ERR_NOMEM;
             } else {
                 for (size_t i = 0; i < n; i++)
-                    if (!w.st[i].done)
+                    if (!w->st[i].done)
                         all[m++] = i;
-                queue_batches(&w, J_FO_BATCH, all, m);
+                queue_batches(w, J_FO_BATCH, all, m);
                 free(all);
             }
         } else {
-            plan_dv(&w);
+            plan_dv(w);
         }
     }
-    while (rc == DW_OK && (!w.fatal || w.fatal == DW_ERR_CONFIG)) {
-        if (dw_signal_stop_requested()) {
-            rc = DW_ERR_INTERRUPTED;
-            break;
-        }
-        while (w.inflight < t->concurrency && w.q.head < w.q.n) {
-            tjob_t *j = w.q.v[w.q.head++];
-            if (!job_start(&w, j))
+}
+
+/* The call has nothing more to do (or must stop). */
+static bool call_finished(const wctx_t *w)
+{
+    return w->rc != DW_OK || (w->fatal && w->fatal != DW_ERR_CONFIG) ||
+           (w->inflight == 0 && w->q.head >= w->q.n);
+}
+
+/* Start queued jobs, the oldest call's first, up to the concurrency. */
+static void start_jobs(dw_target_t *t)
+{
+    for (size_t c = 0; c < t->ncalls && t->inflight < t->concurrency; c++) {
+        wctx_t *w = t->calls[c];
+        while (!call_finished(w) && t->inflight < t->concurrency && w->q.head < w->q.n) {
+            tjob_t *j = w->q.v[w->q.head++];
+            if (!job_start(w, j))
                 job_free(j);
         }
-        if (w.inflight == 0 && w.q.head >= w.q.n)
-            break;
-        dw_http_multi_run(t->multi, 100, on_done, &w);
     }
-    if (w.fatal && w.fatal != DW_ERR_CONFIG)
-        rc = w.fatal;
+}
+
+dw_target_call_t *dw_target_call_start(dw_target_t *t, dw_wrec_t *recs, size_t n, char *errstr,
+                                       size_t errstr_size)
+{
+    wctx_t *w = calloc(1, sizeof(*w));
+    if (!w || (n > 0 && !(w->st = calloc(n, sizeof(*w->st))))) {
+        free(w);
+        dw_errf(DW_ERR_NOMEM, errstr, errstr_size, "out of memory");
+        return NULL;
+    }
+    if (t->ncalls == t->capcalls) {
+        size_t nc = t->capcalls ? t->capcalls * 2 : 4;
+        wctx_t **nv = realloc(t->calls, nc * sizeof(*nv));
+        if (!nv) {
+            free(w->st);
+            free(w);
+            dw_errf(DW_ERR_NOMEM, errstr, errstr_size, "out of memory");
+            return NULL;
+        }
+        t->calls = nv;
+        t->capcalls = nc;
+    }
+    t->calls[t->ncalls++] = w;
+    w->t = t;
+    w->recs = recs;
+    w->n = n;
+    w->errstr = w->errbuf;
+    w->errstr_size = sizeof(w->errbuf);
+    if (n > 0)
+        call_prepare(w);
+    start_jobs(t);
+    return (dw_target_call_t *)w;
+}
+
+void dw_target_poll(dw_target_t *t, int timeout_ms)
+{
+    if (dw_signal_stop_requested()) {
+        for (size_t c = 0; c < t->ncalls; c++)
+            if (!call_finished(t->calls[c]))
+                t->calls[c]->rc = DW_ERR_INTERRUPTED;
+        return;
+    }
+    start_jobs(t);
+    if (t->inflight > 0)
+        dw_http_multi_run(t->multi, timeout_ms, on_done, t);
+    start_jobs(t);
+}
+
+bool dw_target_call_done(const dw_target_call_t *call)
+{
+    return call_finished((const wctx_t *)call);
+}
+
+dw_err_t dw_target_call_end(dw_target_call_t *call, char *errstr, size_t errstr_size)
+{
+    wctx_t *w = (wctx_t *)call;
+    dw_target_t *t = w->t;
+    dw_err_t rc = w->rc;
+    if (errstr && errstr_size)
+        errstr[0] = '\0';
+    if (rc == DW_OK && !call_finished(w))
+        rc = DW_ERR_INTERRUPTED; /* ended early */
+    if (w->fatal && w->fatal != DW_ERR_CONFIG)
+        rc = w->fatal;
     /* interrupted (or out of memory): cancel what still runs; its records, and every record not
      * sent, are transient */
-    for (size_t k = 0; k < w.nrun; k++) {
-        dw_http_multi_remove(t->multi, w.run[k]);
-        job_free(dw_http_req_opaque(w.run[k]));
-        req_put(t, w.run[k]);
+    for (size_t k = 0; k < w->nrun; k++) {
+        dw_http_multi_remove(t->multi, w->run[k]);
+        job_free(dw_http_req_opaque(w->run[k]));
+        req_put(t, w->run[k]);
+        t->inflight--;
     }
-    free(w.run);
-    for (size_t q = w.q.head; q < w.q.n; q++)
-        job_free(w.q.v[q]);
-    free(w.q.v);
-    for (size_t i = 0; i < n; i++) {
-        if (!w.st[i].done)
-            set_outcome(&w, i, DW_WCLASS_TRANSIENT, 0, "",
+    free(w->run);
+    for (size_t q = w->q.head; q < w->q.n; q++)
+        job_free(w->q.v[q]);
+    free(w->q.v);
+    for (size_t i = 0; i < w->n; i++) {
+        if (!w->st[i].done)
+            set_outcome(w, i, DW_WCLASS_TRANSIENT, 0, "",
                         rc == DW_ERR_INTERRUPTED ? "interrupted before it was sent" : "not sent",
                         -1);
-        free(w.st[i].path);
-        free(w.st[i].oid);
-        json_decref(w.st[i].guids);
-        json_decref(w.st[i].binds);
+        free(w->st[i].path);
+        free(w->st[i].oid);
+        json_decref(w->st[i].guids);
+        json_decref(w->st[i].binds);
     }
-    free(w.st);
-    if (w.fatal == DW_ERR_CONFIG)
+    free(w->st);
+    for (size_t c = 0; c < t->ncalls; c++)
+        if (t->calls[c] == w) {
+            memmove(&t->calls[c], &t->calls[c + 1], (t->ncalls - c - 1) * sizeof(*t->calls));
+            t->ncalls--;
+            break;
+        }
+    if (w->fatal == DW_ERR_CONFIG) {
         rc = DW_ERR_CONFIG;
-    else if (rc == DW_ERR_NOMEM)
+        if (errstr && errstr_size)
+            snprintf(errstr, errstr_size, "%s", w->errbuf);
+    } else if (rc == DW_ERR_NOMEM) {
         dw_errf(rc, errstr, errstr_size, "out of memory");
+    }
+    free(w);
     return rc;
+}
+
+dw_err_t dw_target_write(dw_target_t *t, dw_wrec_t *recs, size_t n, char *errstr,
+                         size_t errstr_size)
+{
+    if (errstr && errstr_size)
+        errstr[0] = '\0';
+    if (n == 0)
+        return DW_OK;
+    dw_target_call_t *c = dw_target_call_start(t, recs, n, errstr, errstr_size);
+    if (!c)
+        return DW_ERR_NOMEM;
+    while (!dw_target_call_done(c))
+        dw_target_poll(t, 100);
+    return dw_target_call_end(c, errstr, errstr_size);
 }

@@ -112,6 +112,32 @@ void dw_target_set_concurrency(dw_target_t *t, int concurrency);
 dw_err_t dw_target_write(dw_target_t *t, dw_wrec_t *recs, size_t n, char *errstr,
                          size_t errstr_size);
 
+/*
+ * The same write, without waiting: several calls can be in flight at once, their requests
+ * sharing the target's concurrency (the oldest call's requests start first). recs[0..n) are
+ * borrowed until dw_target_call_end and must not be touched before it; records of one key must
+ * not be in two calls at once.
+ *   dw_target_call_start  checks and prepares the records (a lookup key not yet cached is read
+ *                         at once, blocking) and queues the requests. New call; NULL with errstr
+ *                         when out of memory.
+ *   dw_target_poll        drives the requests of every call, waiting at most timeout_ms for
+ *                         activity. When dw_signal asked to stop, every open call ends
+ *                         (interrupted).
+ *   dw_target_call_done   true when the call has nothing more to do.
+ *   dw_target_call_end    fills the outcomes of the records not answered (TRANSIENT), frees the
+ *                         call (taken) and returns what dw_target_write would. Ending a call that
+ *                         is not done cancels its requests (DW_ERR_INTERRUPTED).
+ * dw_target_write is start + poll until done + end. Every call must be ended before
+ * dw_target_destroy.
+ */
+typedef struct dw_target_call_s dw_target_call_t;
+
+dw_target_call_t *dw_target_call_start(dw_target_t *t, dw_wrec_t *recs, size_t n, char *errstr,
+                                       size_t errstr_size);
+void dw_target_poll(dw_target_t *t, int timeout_ms);
+bool dw_target_call_done(const dw_target_call_t *call);
+dw_err_t dw_target_call_end(dw_target_call_t *call, char *errstr, size_t errstr_size);
+
 /* Counters since creation (metrics, tests and benchmarks). */
 typedef struct dw_target_stats_s {
     unsigned long requests;       /* HTTP requests sent (bulk requests count one) */

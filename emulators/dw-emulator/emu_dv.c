@@ -403,6 +403,15 @@ static bool dv_bind(dv_t *d, const emu_col_t *c, json_t *v, json_t *store)
                        d->t->name, c->name);
         return false;
     }
+    /* a bulk message binds the same few rows over and over: a reference this column already
+     * resolved in this request is taken from the cache before any parsing */
+    char ck[600];
+    int ckl = d->bind_cache ? snprintf(ck, sizeof(ck), "%s\x1f%s", c->name, ref) : -1;
+    json_t *hit = ckl > 0 && (size_t)ckl < sizeof(ck) ? json_object_get(d->bind_cache, ck) : NULL;
+    if (hit) {
+        json_object_set(store, c->name, hit);
+        return true;
+    }
     size_t bl = strlen(d->ctx->base_url);
     if (strncmp(ref, d->ctx->base_url, bl) == 0)
         ref += bl;
@@ -430,12 +439,6 @@ static bool dv_bind(dv_t *d, const emu_col_t *c, json_t *v, json_t *store)
         emu_odata_path_clear(&p);
         return false;
     }
-    json_t *hit = d->bind_cache ? json_object_get(d->bind_cache, json_string_value(v)) : NULL;
-    if (hit) {
-        json_object_set(store, c->name, hit);
-        emu_odata_path_clear(&p);
-        return true;
-    }
     dv_key_t k;
     if (!dv_key_from_path(target, &p, &k, d->resp)) {
         emu_odata_path_clear(&p);
@@ -462,8 +465,8 @@ static bool dv_bind(dv_t *d, const emu_col_t *c, json_t *v, json_t *store)
         return false;
     }
     json_object_set(store, c->name, json_object_get(row, target->id_column));
-    if (d->bind_cache)
-        json_object_set(d->bind_cache, json_string_value(v), json_object_get(row, target->id_column));
+    if (ckl > 0 && (size_t)ckl < sizeof(ck))
+        json_object_set(d->bind_cache, ck, json_object_get(row, target->id_column));
     json_decref(row);
     emu_odata_path_clear(&p);
     return true;
@@ -1136,7 +1139,7 @@ static void dv_multiple(dv_t *d, const char *message)
     emu_odata_path_t *paths = NULL;
     dv_key_t *keys = NULL;
     int *hk = NULL;
-    json_t **found = NULL, **slots = NULL;
+    json_t **found = NULL, **slots = NULL, **pre = NULL;
     size_t n = 0;
     bool in_tx = false;
     if (!body)
@@ -1166,7 +1169,8 @@ static void dv_multiple(dv_t *d, const char *message)
     hk = calloc(n, sizeof(*hk));
     found = calloc(n, sizeof(*found));
     slots = calloc(n, sizeof(*slots));
-    if (!paths || !keys || !hk || !found || !slots || !ids || !slotmap || !inserts || !updates) {
+    pre = calloc(n, sizeof(*pre));
+    if (!paths || !keys || !hk || !found || !slots || !pre || !ids || !slotmap || !inserts || !updates) {
         emu_resp_error(d->resp, 500, DV_E_UNEXPECTED, "out of memory");
         goto out;
     }
@@ -1182,10 +1186,32 @@ static void dv_multiple(dv_t *d, const char *message)
             goto out;
         }
     }
-    if (emu_faults_take_write(d->ctx->faults, d->resp) || !dv_begin(d))
+    if (emu_faults_take_write(d->ctx->faults, d->resp))
+        goto out;
+    /* The columns of each target (conversions, @odata.bind lookups) do not depend on whether the
+     * record exists unless the target names the id column: they are worked out before the write
+     * lock, which serialises the writers of the schema, so that it is held only for the keyed
+     * lookups, the merge and the statements. */
+    d->bind_cache = json_object();
+    for (size_t i = 0; i < n; i++) {
+        json_t *tg = json_array_get(targets, i);
+        if (d->t->id_column && json_object_get(tg, d->t->id_column))
+            continue; /* done inside, once it is known whether the record exists */
+        json_t *copy = json_deep_copy(tg), *store = json_object();
+        json_object_del(copy, "@odata.id");
+        if (hk[i])
+            key_to_store(d->t, &keys[i], store);
+        bool ok = dv_in(d, copy, mode == DV_CREATE, store);
+        json_decref(copy);
+        if (!ok) {
+            json_decref(store);
+            goto out;
+        }
+        pre[i] = store;
+    }
+    if (!dv_begin(d))
         goto out;
     in_tx = true;
-    d->bind_cache = json_object();
     if (!dv_lookup_many(d, keys, hk, n, found))
         goto out;
     for (size_t i = 0; i < n; i++) {
@@ -1202,15 +1228,20 @@ static void dv_multiple(dv_t *d, const char *message)
             if (at)
                 slot = slots[json_integer_value(at)];
         }
-        json_t *copy = json_deep_copy(tg), *store = json_object();
-        json_object_del(copy, "@odata.id");
-        if (hk[i] && keys[i].by_id && mode != DV_CREATE)
-            json_object_del(copy, d->t->id_column);
-        if (hk[i])
-            key_to_store(d->t, &keys[i], store);
+        json_t *copy = NULL, *store = pre[i];
+        pre[i] = NULL;
+        if (!store) {
+            copy = json_deep_copy(tg);
+            store = json_object();
+            json_object_del(copy, "@odata.id");
+            if (hk[i] && keys[i].by_id && mode != DV_CREATE)
+                json_object_del(copy, d->t->id_column);
+            if (hk[i])
+                key_to_store(d->t, &keys[i], store);
+        }
         bool ok;
         if (slot || found[i]) {
-            ok = dv_in(d, copy, false, store);
+            ok = !copy || dv_in(d, copy, false, store);
             if (ok && !slot) {
                 slot = found[i];
                 found[i] = NULL;
@@ -1232,7 +1263,7 @@ static void dv_multiple(dv_t *d, const char *message)
                                d->t->name, kd);
             ok = false;
         } else {
-            ok = dv_in(d, copy, true, store) && dv_complete_create(d, store);
+            ok = (!copy || dv_in(d, copy, true, store)) && dv_complete_create(d, store);
             if (ok) {
                 slots[i] = json_incref(store);
                 json_array_append(inserts, store);
@@ -1270,7 +1301,10 @@ out:
             json_decref(found[i]);
         if (slots)
             json_decref(slots[i]);
+        if (pre)
+            json_decref(pre[i]);
     }
+    free(pre);
     free(paths);
     free(keys);
     free(hk);

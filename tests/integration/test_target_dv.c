@@ -3,7 +3,7 @@
  * --system dv (a fresh emulator and schema per test, the real PostgreSQL of DW_PG_DSN):
  * UpsertMultiple of 1,000 records with a lookup in the alternate key, idempotent rewrites, the
  * $batch fallback isolating one invalid record, schema drift, missing lookups, deletes, 503 and
- * 429 as transient.
+ * 429 as transient, calls in flight at once (dw_target_call_start / dw_target_poll).
  */
 #include <criterion/criterion.h>
 
@@ -17,6 +17,7 @@
 #include "dw_system.h"
 #include "dw_target.h"
 #include "dw_testemu.h"
+#include "dw_testsys.h"
 
 #define ADMIN "target-admin"
 #define N     1000
@@ -35,24 +36,8 @@ static void start(const char *limits, size_t chunk_max)
     char errstr[1024];
     emu = dw_testemu_start("dv", "tgt_dv", args, NULL, errstr, sizeof(errstr));
     cr_assert(emu, "%s", errstr);
-    const dw_conf_def_t *tables[] = {dw_conf_common_defs, dw_system_conf_defs, NULL};
-    conf = dw_conf_new(tables, NULL, errstr, sizeof(errstr));
+    conf = dw_testsys_conf(emu, "dv", errstr, sizeof(errstr));
     cr_assert(conf, "%s", errstr);
-    char url[128], tok[160];
-    snprintf(url, sizeof(url), "http://127.0.0.1:%d", dw_testemu_port(emu));
-    snprintf(tok, sizeof(tok), "http://127.0.0.1:%d/contoso/oauth2/v2.0/token",
-             dw_testemu_port(emu));
-    cr_assert_eq(dw_conf_set(conf, "dv.url", url, DW_CONF_SRC_FLAG, "test", errstr, sizeof(errstr)),
-                 DW_OK, "%s", errstr);
-    cr_assert_eq(
-        dw_conf_set(conf, "dv.token_url", tok, DW_CONF_SRC_FLAG, "test", errstr, sizeof(errstr)),
-        DW_OK, "%s", errstr);
-    cr_assert_eq(dw_conf_set(conf, "dv.client_id", "dwfleet", DW_CONF_SRC_FLAG, "test", errstr,
-                             sizeof(errstr)),
-                 DW_OK, "%s", errstr);
-    cr_assert_eq(dw_conf_set(conf, "dv.client_secret", "dwfleet-local-secret", DW_CONF_SRC_FLAG,
-                             "test", errstr, sizeof(errstr)),
-                 DW_OK, "%s", errstr);
     dw_err_t err;
     sys = dw_system_new(conf, "dv", &err, errstr, sizeof(errstr));
     cr_assert(sys, "%s", errstr);
@@ -409,4 +394,87 @@ Test(target_dv, company_codes_inside_binds_are_resolved_to_the_company_row)
                  rs.r[2].message);
     cr_assert_eq(count_of("accounts?$count=true&$filter=_msdyn_customergroupid_value ne null"), 2);
     recs_free(&rs);
+}
+
+/* Accounts A<first>.. A<first+n-1>. */
+static void accounts_from(recs_t *rs, size_t first, size_t n, const char *name_prefix)
+{
+    recs_init(rs, n);
+    for (size_t i = 0; i < n; i++) {
+        char num[32], name[64];
+        snprintf(num, sizeof(num), "A%05zu", first + i);
+        snprintf(name, sizeof(name), "%s %zu", name_prefix, first + i);
+        set_rec(rs, i, "accounts", "account", DW_WOP_UPSERT,
+                json_pack("{s:s,s:s}", "accountnumber", num, "msdyn_company", "usmf"),
+                json_pack("{s:s,s:s,s:s,s:f}", "accountnumber", num, "name", name,
+                          "msdyn_company@odata.bind", "/cdm_companies(cdm_companycode='usmf')",
+                          "creditlimit", 1000.5));
+    }
+}
+
+Test(target_dv, calls_in_flight_at_once_each_get_their_own_outcomes)
+{
+    start(NULL, 100);
+    company("usmf");
+    dw_target_set_concurrency(tgt, 3);
+    recs_t a, b, c;
+    accounts_from(&a, 0, 300, "A");
+    accounts_from(&b, 300, 300, "B");
+    accounts_from(&c, 600, 250, "C");
+    char longname[200];
+    memset(longname, 'x', 199);
+    longname[199] = '\0';
+    json_object_set_new(b.fields[42], "name", json_string(longname)); /* b's fallback only */
+    char errstr[512];
+    dw_target_call_t *ca = dw_target_call_start(tgt, a.r, a.n, errstr, sizeof(errstr));
+    dw_target_call_t *cb = dw_target_call_start(tgt, b.r, b.n, errstr, sizeof(errstr));
+    dw_target_call_t *cc = dw_target_call_start(tgt, c.r, c.n, errstr, sizeof(errstr));
+    cr_assert(ca && cb && cc, "%s", errstr);
+    /* the calls finish in any order; each is ended as soon as it is done */
+    dw_target_call_t **calls[3] = {&ca, &cb, &cc};
+    int open = 3;
+    for (int rounds = 0; open > 0 && rounds < 1000; rounds++) {
+        dw_target_poll(tgt, 100);
+        for (int k = 0; k < 3; k++)
+            if (*calls[k] && dw_target_call_done(*calls[k])) {
+                cr_assert_eq(dw_target_call_end(*calls[k], errstr, sizeof(errstr)), DW_OK, "%s",
+                             errstr);
+                *calls[k] = NULL;
+                open--;
+            }
+    }
+    cr_assert_eq(open, 0);
+    expect_all(&a, DW_WCLASS_OK);
+    expect_all(&c, DW_WCLASS_OK);
+    for (size_t i = 0; i < b.n; i++)
+        cr_assert_eq(b.r[i].cls, i == 42 ? DW_WCLASS_VALIDATION : DW_WCLASS_OK, "record %zu: %s %s",
+                     i, dw_wclass_name(b.r[i].cls), b.r[i].message);
+    recs_free(&a);
+    recs_free(&b);
+    recs_free(&c);
+    cr_assert_eq(count_of("accounts?$count=true&$top=1"), 849);
+}
+
+Test(target_dv, a_call_ended_before_it_is_done_leaves_its_records_transient)
+{
+    start(NULL, 100);
+    company("usmf");
+    dw_target_set_concurrency(tgt, 1);
+    recs_t a, b;
+    accounts_from(&a, 0, 300, "A");
+    accounts_from(&b, 300, 10, "B");
+    char errstr[512];
+    dw_target_call_t *ca = dw_target_call_start(tgt, a.r, a.n, errstr, sizeof(errstr));
+    cr_assert(ca, "%s", errstr);
+    cr_assert_not(dw_target_call_done(ca));
+    cr_assert_eq(dw_target_call_end(ca, errstr, sizeof(errstr)), DW_ERR_INTERRUPTED);
+    for (size_t i = 0; i < a.n; i++)
+        cr_assert(a.r[i].cls == DW_WCLASS_TRANSIENT || a.r[i].cls == DW_WCLASS_OK,
+                  "record %zu: %s", i, dw_wclass_name(a.r[i].cls));
+    cr_assert_eq(a.r[a.n - 1].cls, DW_WCLASS_TRANSIENT);
+    /* the target is usable afterwards */
+    write_all(&b);
+    expect_all(&b, DW_WCLASS_OK);
+    recs_free(&a);
+    recs_free(&b);
 }

@@ -82,16 +82,10 @@ int main(int argc, char **argv)
     rc = dw_cli_load(cli, NULL, &conf);
     if (rc != DW_CLI_CONTINUE)
         goto out;
-    if (!dw_conf_is_set(conf, "kafka.queued.max.messages.kbytes")) {
-        char value[32];
-        snprintf(value, sizeof(value), "%lld", dw_conf_get_int(conf, "writer.prefetch_kbytes"));
-        if (dw_conf_set(conf, "kafka.queued.max.messages.kbytes", value, DW_CONF_SRC_DEFAULT,
-                        "writer.prefetch_kbytes", errstr, sizeof(errstr)) != DW_OK) {
-            fprintf(stderr, "dw-writer: %s\n", errstr);
-            rc = DW_EXIT_FAILURE;
-            goto out;
-        }
-    } else if (dw_conf_source(conf, "writer.prefetch_kbytes") != DW_CONF_SRC_DEFAULT) {
+    /* writer.prefetch_kbytes becomes the consumer's kafka.queued.max.messages.kbytes in
+     * wr_loop_new (the consumer only: the producer would warn about a consumer property) */
+    if (dw_conf_is_set(conf, "kafka.queued.max.messages.kbytes") &&
+        dw_conf_source(conf, "writer.prefetch_kbytes") != DW_CONF_SRC_DEFAULT) {
         fprintf(stderr, "dw-writer: kafka.queued.max.messages.kbytes is set, "
                         "writer.prefetch_kbytes is ignored\n");
     }

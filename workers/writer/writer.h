@@ -322,9 +322,11 @@ extern const dw_conf_def_t wr_conf_defs[];
 typedef struct wr_loop_s wr_loop_t;
 
 /* Load the maps, connect PostgreSQL (migrations applied), create the target, the consumer and
- * the producer, and subscribe. target: "dv" | "fo". conf: borrowed, must outlive the loop.
- * NULL with errstr; *exit_code 2 for configuration problems, 1 otherwise. */
-wr_loop_t *wr_loop_new(const dw_conf_t *conf, const char *target, int *exit_code, char *errstr,
+ * the producer, and subscribe. target: "dv" | "fo". conf: borrowed, must outlive the loop; when
+ * kafka.queued.max.messages.kbytes is not set, it is set from writer.prefetch_kbytes after the
+ * producer was made (a consumer property). NULL with errstr; *exit_code 2 for configuration
+ * problems, 1 otherwise. */
+wr_loop_t *wr_loop_new(dw_conf_t *conf, const char *target, int *exit_code, char *errstr,
                        size_t errstr_size);
 /* Run until stop is requested: DW_OK after a clean shutdown, or the fatal error. */
 dw_err_t wr_loop_run(wr_loop_t *loop, char *errstr, size_t errstr_size);

@@ -72,8 +72,18 @@ size_t wr_batch_build(wr_part_t *const *parts, const wr_part_batchinfo_t *info, 
         total += wr_part_count(parts[p]);
     if (total == 0 || max == 0)
         return 0;
+    /* size the key sets by what they hold (the held keys, the groups picked), not by every
+     * command queued: a large calloc per batch costs more than the batch's bookkeeping */
+    size_t nheld = 0;
+    for (size_t p = 0; p < nparts; p++) {
+        size_t n = wr_part_count(parts[p]);
+        for (size_t i = 0; i < n; i++) {
+            const wr_item_t *it = wr_part_at(parts[p], i);
+            nheld += it->valid && held(it, now_ms);
+        }
+    }
     keyset_t blocked = {0}, chosen = {0};
-    if (!keyset_init(&blocked, total) || !keyset_init(&chosen, total)) {
+    if (!keyset_init(&blocked, nheld) || !keyset_init(&chosen, max < total ? max : total)) {
         free(blocked.slots);
         free(chosen.slots);
         return (size_t)-1;

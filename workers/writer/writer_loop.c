@@ -4,11 +4,14 @@
  * dead letters, one target (common/dw_target) and one PostgreSQL connection for the ledger.
  *
  *   poll the consumer (bounded wait) -> each command into its partition's queue (an unreadable
- *   one is dead-lettered at once) -> when a batch is due: pick it (writer_batch: per-key
- *   blocking, coalescing), read the ledger rows (one SELECT), drop echoes / stale versions /
- *   unresolvable deletes, write the rest (dw_target_write), store the ledger (one transaction),
- *   then retry or dead-letter the failures -> commit each partition's done watermark
- *   periodically, and synchronously on revoke and shutdown.
+ *   one is dead-lettered at once) -> when a batch is due and one of writer.batches_in_flight
+ *   slots is free: pick it (writer_batch: per-key blocking, coalescing), read the ledger rows
+ *   (one SELECT), drop echoes / stale versions / unresolvable deletes, start writing the rest
+ *   (dw_target_call_start) -> drive the writes in flight (dw_target_poll); a batch whose call is
+ *   over: store the ledger (one transaction), then retry or dead-letter the failures -> commit
+ *   each partition's done watermark periodically, and synchronously on revoke and shutdown
+ *   (the batches in flight are finished first). A key in flight is held back, so it is in one
+ *   batch at a time.
  *
  * Memory is bounded by writer.max_pending(_bytes): over it every partition is paused, under half
  * of it they resume. Signals only set flags; the target call returns early when stop is asked.
@@ -54,15 +57,20 @@ const dw_conf_def_t wr_conf_defs[] = {
     {"writer.max_pending_bytes", DW_CONF_INT, "134217728", 65536, 1e12, NULL, 0, NULL,
      "memory of the commands held at most (estimated: 4 x the message size, for the parsed "
      "JSON) before consumption pauses"},
+    {"writer.batches_in_flight", DW_CONF_INT, "3", 1, 64, NULL, 0, NULL,
+     "batches written at once: while one batch's requests run, the next is read from the "
+     "ledger and sent, and the previous one's ledger transaction is stored (a key is in one "
+     "batch at a time)"},
     {"writer.concurrency", DW_CONF_INT, "4", 1, 256, NULL, 0, NULL,
      "requests in flight to the target at start"},
     {"writer.concurrency_max", DW_CONF_INT, "16", 1, 256, NULL, 0, NULL,
      "requests in flight at most (AIMD: halved on throttling, +1 after good batches)"},
     {"writer.concurrency_increase_after", DW_CONF_INT, "5", 1, 100000, NULL, 0, NULL,
      "batches without throttling before the concurrency grows by one"},
-    {"writer.chunk_max", DW_CONF_INT, "250", 1, 1000, NULL, 0, NULL,
-     "records per request (UpsertMultiple targets, $batch parts): a batch of writer.batch_max "
-     "records is sent as batch_max / chunk_max requests, up to the concurrency at once"},
+    {"writer.chunk_max", DW_CONF_INT, NULL, 1, 1000, NULL, 0, NULL,
+     "records per request (UpsertMultiple targets, $batch parts); default 1000 for dv (Microsoft's "
+     "suggested UpsertMultiple size: under service protection limits, records per request is "
+     "what the allowance multiplies), 250 for fo (change sets per $batch)"},
     {"writer.upsert_multiple", DW_CONF_BOOL, "true", 0, 0, NULL, 0, NULL,
      "Dataverse: try UpsertMultiple first (false: $batch only)"},
     {"writer.retry_initial_ms", DW_CONF_INT, "500", 1, 3600000, NULL, 0, NULL,
@@ -100,6 +108,19 @@ typedef struct wr_mapinfo_s {
     wr_policy_t policy;
 } wr_mapinfo_t;
 
+/* One batch being written: its groups, its records and the target call sending them. */
+typedef struct wr_flight_s {
+    bool busy;
+    size_t ng, nrec;
+    wr_item_t **batch;
+    dw_wrec_t *recs;
+    size_t *rec_of; /* group index of recs[k] */
+    wr_decision_t *decs;
+    wr_ledger_row_t *rows;
+    dw_target_call_t *call; /* NULL: nothing to write (every group dropped) */
+    int64_t t0_us;
+} wr_flight_t;
+
 /* A dead letter's delivery in flight; item NULL once the item was freed (revoke). */
 typedef struct wr_ticket_s {
     wr_item_t *item;
@@ -124,12 +145,9 @@ struct wr_loop_s {
     /* dead letters to produce again (failed delivery) */
     wr_item_t **redo;
     size_t nredo, capredo;
-    /* batch scratch */
-    wr_item_t **batch;
-    dw_wrec_t *recs;
-    size_t *rec_of; /* group index of recs[k] */
-    wr_decision_t *decs;
-    wr_ledger_row_t *rows;
+    /* batches being written (writer.batches_in_flight) and the scratch of one batch */
+    wr_flight_t *flights;
+    size_t nflights;
     wr_ledger_put_t *puts;
     const char **a_maps, **a_cks, **a_rids;
     size_t *map_counts;
@@ -488,9 +506,13 @@ static void on_assign(wr_loop_t *loop, rd_kafka_topic_partition_list_t *parts)
     binfo_rebuild(loop);
 }
 
+static void flights_drain(wr_loop_t *loop);
+
 static void on_revoke(wr_loop_t *loop, rd_kafka_topic_partition_list_t *parts, bool lost)
 {
     char errstr[256];
+    /* the batches in flight hold items of these partitions: finish them first */
+    flights_drain(loop);
     if (!lost && loop->producer) {
         /* the dead letters of these partitions count as done once acknowledged */
         int remaining = 0;
@@ -708,51 +730,77 @@ static void record_failure(wr_loop_t *loop, wr_item_t *it, const dw_wrec_t *r, b
     dead_letter(loop, it, cls);
 }
 
-static void write_batch(wr_loop_t *loop, size_t ng)
+/* Read the ledger rows of flight f's groups (f->batch[0..f->ng)), decide, and start writing
+ * the records to write. f is busy afterwards unless the ledger could not be read (the groups are
+ * given back). */
+static void flight_begin(wr_loop_t *loop, wr_flight_t *f)
 {
     char errstr[1024];
-    json_t *ids = NULL;
-    size_t nrec = 0, nput = 0;
-    bool throttled = false;
-    dw_err_t err;
+    size_t ng = f->ng, nrec = 0;
     for (size_t g = 0; g < ng; g++) {
-        wr_item_t *it = loop->batch[g];
+        wr_item_t *it = f->batch[g];
         loop->a_maps[g] = it->cmd.map;
         loop->a_cks[g] = it->key;
         loop->a_rids[g] = it->cmd.record_id;
     }
-    err = wr_ledger_fetch(loop->pg, ng, loop->a_maps, loop->a_cks, loop->a_rids, loop->rows, errstr,
-                          sizeof(errstr));
+    dw_err_t err = wr_ledger_fetch(loop->pg, ng, loop->a_maps, loop->a_cks, loop->a_rids, f->rows,
+                                   errstr, sizeof(errstr));
     if (err) {
         pg_failed(loop, err, "could not read", errstr);
         for (size_t g = 0; g < ng; g++)
-            group_release(loop, loop->batch[g], 1000);
+            group_release(loop, f->batch[g], 1000);
         return;
     }
     /* decide, and the records to write */
     for (size_t g = 0; g < ng; g++) {
-        wr_item_t *it = loop->batch[g];
+        wr_item_t *it = f->batch[g];
         const wr_mapinfo_t *mi = wr_part_user(it->part);
-        wr_decide(&it->cmd, loop->target, &loop->rows[g], &loop->decs[g]);
-        if (loop->decs[g].kind != WR_DEC_WRITE)
+        wr_decide(&it->cmd, loop->target, &f->rows[g], &f->decs[g]);
+        if (f->decs[g].kind != WR_DEC_WRITE)
             continue;
-        dw_wrec_t *r = &loop->recs[nrec];
+        dw_wrec_t *r = &f->recs[nrec];
         memset(r, 0, sizeof(*r));
         r->entity_set = mi->entity_set;
         r->table = mi->table;
         r->op = it->cmd.op;
-        r->key = loop->decs[g].key;
-        r->record_id = loop->decs[g].record_id;
+        r->key = f->decs[g].key;
+        r->record_id = f->decs[g].record_id;
         r->fields = it->cmd.op == DW_WOP_UPSERT ? it->cmd.fields : NULL;
-        r->exists_hint = loop->decs[g].exists_hint;
+        r->exists_hint = f->decs[g].exists_hint;
         r->correlation_id = it->cmd.correlation_id;
         r->retry_after_ms = -1;
-        loop->rec_of[nrec++] = g;
+        f->rec_of[nrec++] = g;
     }
-    if (nrec > 0) {
-        int64_t t0 = mono_us();
-        err = dw_target_write(loop->tgt, loop->recs, nrec, errstr, sizeof(errstr));
-        wr_counters_latency(&loop->counters, (uint64_t)(mono_us() - t0));
+    f->nrec = nrec;
+    f->call = NULL;
+    f->busy = true;
+    if (nrec == 0)
+        return;
+    f->t0_us = mono_us();
+    if (!(f->call = dw_target_call_start(loop->tgt, f->recs, nrec, errstr, sizeof(errstr)))) {
+        f->busy = false;
+        for (size_t g = 0; g < ng; g++)
+            wr_ledger_row_clear(&f->rows[g]);
+        for (size_t g = 0; g < ng; g++)
+            group_release(loop, f->batch[g], 0);
+        wr_fatal(loop, DW_ERR_NOMEM, "out of memory");
+    }
+}
+
+/* The write of flight f is over (or is cut short: its call is ended): store the ledger in one
+ * transaction, then the groups are done, retried or dead-lettered. f is free afterwards. */
+static void flight_finish(wr_loop_t *loop, wr_flight_t *f)
+{
+    char errstr[1024];
+    json_t *ids = NULL;
+    size_t ng = f->ng, nrec = f->nrec, nput = 0;
+    bool throttled = false;
+    dw_err_t err;
+    f->busy = false;
+    if (f->call) {
+        err = dw_target_call_end(f->call, errstr, sizeof(errstr));
+        f->call = NULL;
+        wr_counters_latency(&loop->counters, (uint64_t)(mono_us() - f->t0_us));
         loop->counters.batches++;
         loop->counters.batch_sum += nrec;
         if (nrec > loop->counters.batch_max)
@@ -766,7 +814,7 @@ static void write_batch(wr_loop_t *loop, size_t ng)
         }
         if (err && err != DW_ERR_INTERRUPTED) {
             for (size_t g = 0; g < ng; g++)
-                group_release(loop, loop->batch[g], 1000);
+                group_release(loop, f->batch[g], 1000);
             goto out;
         }
     }
@@ -776,21 +824,21 @@ static void write_batch(wr_loop_t *loop, size_t ng)
         goto nomem;
     for (size_t g = 0; g < ng; g++) {
         /* an echo still moves the origin side's version on (fencing what is older) */
-        if (loop->decs[g].kind != WR_DEC_ECHO)
+        if (f->decs[g].kind != WR_DEC_ECHO)
             continue;
-        wr_item_t *it = loop->batch[g];
-        const char *ck = loop->rows[g].found ? loop->rows[g].canonical_key : it->key;
+        wr_item_t *it = f->batch[g];
+        const char *ck = f->rows[g].found ? f->rows[g].canonical_key : it->key;
         if (wr_ledger_entry_seen(&it->cmd, loop->target, ck, &loop->puts[nput]) != DW_OK)
             goto nomem;
         nput++;
     }
     for (size_t k = 0; k < nrec; k++) {
-        dw_wrec_t *r = &loop->recs[k];
-        size_t g = loop->rec_of[k];
-        wr_item_t *it = loop->batch[g];
+        dw_wrec_t *r = &f->recs[k];
+        size_t g = f->rec_of[k];
+        wr_item_t *it = f->batch[g];
         if (r->cls != DW_WCLASS_OK)
             continue;
-        const char *ck = loop->rows[g].found ? loop->rows[g].canonical_key : it->key;
+        const char *ck = f->rows[g].found ? f->rows[g].canonical_key : it->key;
         if (wr_ledger_entry(&it->cmd, loop->target, ck, r->key, r->record_id_out,
                             &loop->puts[nput]) != DW_OK)
             goto nomem;
@@ -811,15 +859,15 @@ static void write_batch(wr_loop_t *loop, size_t ng)
     if (err) {
         pg_failed(loop, err, "could not store", errstr);
         for (size_t g = 0; g < ng; g++)
-            if (loop->decs[g].kind != WR_DEC_WRITE)
-                group_release(loop, loop->batch[g], 1000);
+            if (f->decs[g].kind != WR_DEC_WRITE)
+                group_release(loop, f->batch[g], 1000);
         for (size_t k = 0; k < nrec; k++)
-            if (loop->recs[k].cls == DW_WCLASS_OK)
-                group_release(loop, loop->batch[loop->rec_of[k]], 1000);
+            if (f->recs[k].cls == DW_WCLASS_OK)
+                group_release(loop, f->batch[f->rec_of[k]], 1000);
     } else {
         for (size_t g = 0; g < ng; g++) {
-            wr_item_t *it = loop->batch[g];
-            switch (loop->decs[g].kind) {
+            wr_item_t *it = f->batch[g];
+            switch (f->decs[g].kind) {
             case WR_DEC_WRITE:
                 continue;
             case WR_DEC_ECHO:
@@ -841,9 +889,9 @@ static void write_batch(wr_loop_t *loop, size_t ng)
             wr_item_done(it);
         }
         for (size_t k = 0; k < nrec; k++) {
-            if (loop->recs[k].cls != DW_WCLASS_OK)
+            if (f->recs[k].cls != DW_WCLASS_OK)
                 continue;
-            wr_item_t *it = loop->batch[loop->rec_of[k]];
+            wr_item_t *it = f->batch[f->rec_of[k]];
             loop->counters.written++;
             loop->counters.coalesced += it->nsup;
             wr_item_done(it);
@@ -851,10 +899,10 @@ static void write_batch(wr_loop_t *loop, size_t ng)
     }
     /* failures: retry or dead letter */
     for (size_t k = 0; k < nrec && !loop->fatal; k++) {
-        dw_wrec_t *r = &loop->recs[k];
+        dw_wrec_t *r = &f->recs[k];
         if (r->cls == DW_WCLASS_OK)
             continue;
-        wr_item_t *it = loop->batch[loop->rec_of[k]];
+        wr_item_t *it = f->batch[f->rec_of[k]];
         if (dw_signal_stop_requested() && r->cls == DW_WCLASS_TRANSIENT) {
             group_release(loop, it, 0); /* interrupted: not an attempt */
             continue;
@@ -874,7 +922,62 @@ out:
     for (size_t i = 0; i < nput; i++)
         wr_ledger_put_clear(&loop->puts[i]);
     for (size_t g = 0; g < ng; g++)
-        wr_ledger_row_clear(&loop->rows[g]);
+        wr_ledger_row_clear(&f->rows[g]);
+}
+
+static size_t flights_busy(const wr_loop_t *loop)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < loop->nflights; i++)
+        n += loop->flights[i].busy;
+    return n;
+}
+
+static wr_flight_t *flight_free_slot(wr_loop_t *loop)
+{
+    for (size_t i = 0; i < loop->nflights; i++)
+        if (!loop->flights[i].busy)
+            return &loop->flights[i];
+    return NULL;
+}
+
+/* Drive the writes in flight (waiting at most timeout_ms) and finish those that are over. */
+static void flights_step(wr_loop_t *loop, int timeout_ms)
+{
+    if (flights_busy(loop) == 0)
+        return;
+    dw_target_poll(loop->tgt, timeout_ms);
+    for (size_t i = 0; i < loop->nflights; i++) {
+        wr_flight_t *f = &loop->flights[i];
+        if (f->busy && (!f->call || dw_target_call_done(f->call)))
+            flight_finish(loop, f);
+    }
+}
+
+/* End every write in flight without a ledger write or a state change (fatal error: the items are
+ * dropped with their partitions; nothing is committed past them). */
+static void flights_abort(wr_loop_t *loop)
+{
+    for (size_t i = 0; loop->flights && i < loop->nflights; i++) {
+        wr_flight_t *f = &loop->flights[i];
+        if (!f->busy)
+            continue;
+        if (f->call) {
+            char e[256];
+            dw_target_call_end(f->call, e, sizeof(e));
+            f->call = NULL;
+        }
+        for (size_t g = 0; g < f->ng; g++)
+            wr_ledger_row_clear(&f->rows[g]);
+        f->busy = false;
+    }
+}
+
+/* Finish every write in flight (before partitions go away, at shutdown). */
+static void flights_drain(wr_loop_t *loop)
+{
+    while (flights_busy(loop) > 0)
+        flights_step(loop, 100);
 }
 
 /* ---------------------------------------------------------------- life cycle */
@@ -1007,7 +1110,7 @@ out:
     return err;
 }
 
-wr_loop_t *wr_loop_new(const dw_conf_t *conf, const char *target, int *exit_code, char *errstr,
+wr_loop_t *wr_loop_new(dw_conf_t *conf, const char *target, int *exit_code, char *errstr,
                        size_t errstr_size)
 {
     *exit_code = 1;
@@ -1043,17 +1146,23 @@ wr_loop_t *wr_loop_new(const dw_conf_t *conf, const char *target, int *exit_code
         snprintf(loop->instance, sizeof(loop->instance), "localhost");
 
     size_t bm = (size_t)loop->batch_max;
-    loop->batch = calloc(bm, sizeof(*loop->batch));
-    loop->recs = calloc(bm, sizeof(*loop->recs));
-    loop->rec_of = calloc(bm, sizeof(*loop->rec_of));
-    loop->decs = calloc(bm, sizeof(*loop->decs));
-    loop->rows = calloc(bm, sizeof(*loop->rows));
+    loop->nflights = (size_t)dw_conf_get_int(conf, "writer.batches_in_flight");
+    loop->flights = calloc(loop->nflights, sizeof(*loop->flights));
     loop->puts = calloc(bm, sizeof(*loop->puts));
     loop->a_maps = calloc(bm, sizeof(*loop->a_maps));
     loop->a_cks = calloc(bm, sizeof(*loop->a_cks));
     loop->a_rids = calloc(bm, sizeof(*loop->a_rids));
-    if (!loop->batch || !loop->recs || !loop->rec_of || !loop->decs || !loop->rows || !loop->puts ||
-        !loop->a_maps || !loop->a_cks || !loop->a_rids) {
+    bool ok = loop->flights && loop->puts && loop->a_maps && loop->a_cks && loop->a_rids;
+    for (size_t i = 0; ok && i < loop->nflights; i++) {
+        wr_flight_t *f = &loop->flights[i];
+        f->batch = calloc(bm, sizeof(*f->batch));
+        f->recs = calloc(bm, sizeof(*f->recs));
+        f->rec_of = calloc(bm, sizeof(*f->rec_of));
+        f->decs = calloc(bm, sizeof(*f->decs));
+        f->rows = calloc(bm, sizeof(*f->rows));
+        ok = f->batch && f->recs && f->rec_of && f->decs && f->rows;
+    }
+    if (!ok) {
         dw_errf(DW_ERR_NOMEM, errstr, errstr_size, "out of memory");
         goto fail;
     }
@@ -1087,7 +1196,9 @@ wr_loop_t *wr_loop_new(const dw_conf_t *conf, const char *target, int *exit_code
     }
     dw_target_opts_t topts;
     dw_target_opts_init(&topts);
-    topts.chunk_max = (size_t)dw_conf_get_int(conf, "writer.chunk_max");
+    topts.chunk_max = dw_conf_is_set(conf, "writer.chunk_max")
+                          ? (size_t)dw_conf_get_int(conf, "writer.chunk_max")
+                          : (loop->target == DW_MAP_DV ? 1000 : 250);
     topts.concurrency = loop->aimd.cur;
     topts.upsert_multiple = dw_conf_get_bool(conf, "writer.upsert_multiple");
     loop->tgt = loop->target == DW_MAP_DV
@@ -1139,6 +1250,13 @@ wr_loop_t *wr_loop_new(const dw_conf_t *conf, const char *target, int *exit_code
     if (!(loop->producer = dw_kafka_producer_new(conf, &popts, errstr, errstr_size))) {
         *exit_code = 2;
         goto fail;
+    }
+    if (!dw_conf_is_set(conf, "kafka.queued.max.messages.kbytes")) {
+        char value[32];
+        snprintf(value, sizeof(value), "%lld", dw_conf_get_int(conf, "writer.prefetch_kbytes"));
+        if (dw_conf_set(conf, "kafka.queued.max.messages.kbytes", value, DW_CONF_SRC_DEFAULT,
+                        "writer.prefetch_kbytes", errstr, errstr_size) != DW_OK)
+            goto fail;
     }
     dw_kafka_consumer_opts_t copts;
     dw_kafka_consumer_opts_init(&copts);
@@ -1202,7 +1320,9 @@ dw_err_t wr_loop_run(wr_loop_t *loop, char *errstr, size_t errstr_size)
         size_t room = held < (size_t)loop->max_pending ? (size_t)loop->max_pending - held : 1;
         if (room > (size_t)loop->batch_max * 4)
             room = (size_t)loop->batch_max * 4;
-        rd_kafka_message_t *rkm = rd_kafka_consumer_poll(loop->consumer, timeout);
+        /* while batches are in flight, the wait is spent on the target's answers */
+        bool busy = flights_busy(loop) > 0;
+        rd_kafka_message_t *rkm = rd_kafka_consumer_poll(loop->consumer, busy ? 0 : timeout);
         for (size_t n = 1; rkm && !loop->fatal; n++) {
             if (rkm->err) {
                 consumer_error(loop, rkm);
@@ -1219,24 +1339,42 @@ dw_err_t wr_loop_run(wr_loop_t *loop, char *errstr, size_t errstr_size)
         check_pressure(loop);
         now = mono_ms();
         wake = INT64_MAX;
+        wr_flight_t *f = flight_free_slot(loop);
         if (now < loop->hold_until_ms) {
             wake = loop->hold_until_ms; /* Retry-After of the target */
+        } else if (!f) {
+            wake = now + loop->poll_ms; /* every slot busy: the answers wake the loop */
         } else if (wr_batch_due(loop->parts, loop->nparts, now, (size_t)loop->batch_max,
                                 loop->linger_ms, &wake)) {
             size_t ng =
                 wr_batch_build(loop->parts, loop->binfo, loop->nparts, loop->rr++, now,
-                               (size_t)loop->batch_max, loop->map_counts, loop->nmaps, loop->batch);
+                               (size_t)loop->batch_max, loop->map_counts, loop->nmaps, f->batch);
             if (ng == (size_t)-1) {
                 wr_fatal(loop, DW_ERR_NOMEM, "out of memory");
                 break;
             }
             if (ng > 0) {
-                write_batch(loop, ng);
+                f->ng = ng;
+                flight_begin(loop, f);
                 wake = now; /* more may be due at once */
             } else {
                 wake = now + loop->poll_ms; /* every due key is held back */
             }
         }
+        if (flights_busy(loop) > 0) {
+            /* wait for answers, unless another batch can start at once */
+            int64_t left = wake - mono_ms();
+            int wait = left <= 0 ? 0 : (left < (int64_t)loop->poll_ms ? (int)left : (int)loop->poll_ms);
+            if (wake == INT64_MAX)
+                wait = (int)loop->poll_ms;
+            if (wait > 0 && flight_free_slot(loop) == NULL)
+                wait = (int)loop->poll_ms;
+            flights_step(loop, wait > 20 ? 20 : wait);
+            if (flight_free_slot(loop))
+                wake = mono_ms(); /* a slot came free: maybe a batch is due */
+        }
+        if (loop->fatal)
+            break;
         now = mono_ms();
         if (now - last_commit >= loop->commit_interval_ms) {
             rd_kafka_poll(loop->producer, 0);
@@ -1248,6 +1386,8 @@ dw_err_t wr_loop_run(wr_loop_t *loop, char *errstr, size_t errstr_size)
             last_stats = now;
         }
     }
+    if (!loop->fatal)
+        flights_drain(loop); /* interrupted: what was not sent is not an attempt */
     if (!loop->fatal) {
         DW_INFO(FAC, "stopping: waiting for dead letters, committing the done offsets");
         char e2[256];
@@ -1273,6 +1413,7 @@ void wr_loop_destroy(wr_loop_t *loop)
 {
     if (!loop)
         return;
+    flights_abort(loop);
     if (loop->consumer) {
         if (loop->fatal) {
             /* do not commit anything more: drop the partitions as lost */
@@ -1300,11 +1441,15 @@ void wr_loop_destroy(wr_loop_t *loop)
     free(loop->parts);
     free(loop->binfo);
     free(loop->redo);
-    free(loop->batch);
-    free(loop->recs);
-    free(loop->rec_of);
-    free(loop->decs);
-    free(loop->rows);
+    for (size_t i = 0; loop->flights && i < loop->nflights; i++) {
+        wr_flight_t *f = &loop->flights[i];
+        free(f->batch);
+        free(f->recs);
+        free(f->rec_of);
+        free(f->decs);
+        free(f->rows);
+    }
+    free(loop->flights);
     free(loop->puts);
     free(loop->a_maps);
     free(loop->a_cks);
