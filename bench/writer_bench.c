@@ -48,8 +48,9 @@
 
 #define GOAL_ABS   20000.0 /* records/s without limits */
 #define GOAL_RATIO 0.90    /* of the allowance with limits */
-#define CHUNK      1000    /* records per UpsertMultiple request: the writer's default
-                              writer.chunk_max, passed explicitly (DW_WRITER_CHUNK_MAX wins) */
+#define CHUNK                                                                                      \
+    1000 /* records per UpsertMultiple request: the writer's default                               \
+            writer.chunk_max, passed explicitly (DW_WRITER_CHUNK_MAX wins) */
 
 static char map[64], dir[128], maps_dir[160], group[128], schema[96], log_path[200];
 static dw_conf_t *conf;
@@ -185,11 +186,17 @@ static void quiet(void *arg, const char *message)
     (void)message;
 }
 
+/* The emulator's schema, and what the writer recorded for the bench's map (ledger, row ids). */
 static void drop_schema(const char *dsn)
 {
     PGconn *pg = PQconnectdb(dsn);
     PQsetNoticeProcessor(pg, quiet, NULL);
     if (PQstatus(pg) == CONNECTION_OK) {
+        const char *p[1] = {map};
+        PQclear(
+            PQexecParams(pg, "DELETE FROM dw_ledger WHERE map = $1", 1, NULL, p, NULL, NULL, 0));
+        PQclear(PQexecParams(pg, "DELETE FROM dw_record_ids WHERE map = $1", 1, NULL, p, NULL, NULL,
+                             0));
         char *id = PQescapeIdentifier(pg, schema, strlen(schema));
         char sql[256];
         snprintf(sql, sizeof(sql), "DROP SCHEMA IF EXISTS %s CASCADE", id ? id : "\"\"");
