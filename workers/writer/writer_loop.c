@@ -20,7 +20,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <librdkafka/rdkafka.h>
@@ -30,6 +29,7 @@
 #include "dw_log.h"
 #include "dw_signal.h"
 #include "dw_system.h"
+#include "dw_time.h"
 #include "dw_topics.h"
 #include "writer.h"
 
@@ -165,27 +165,6 @@ struct wr_loop_s {
     int64_t last_consumer_warn_ms;
     wr_counters_t counters;
 };
-
-static int64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static int64_t mono_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
-static int64_t wall_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static uint64_t rnd_next(wr_loop_t *loop)
 {
@@ -381,7 +360,7 @@ static void dead_letter(wr_loop_t *loop, wr_item_t *item, const char *cls)
     char errstr[512];
     if (rd_kafka_message_headers(rkm, &orig) != RD_KAFKA_RESP_ERR_NO_ERROR)
         orig = NULL;
-    int64_t now = wall_ms();
+    int64_t now = dw_time_wall_ms();
     dw_dlq_info_t info = {
         .cls = cls,
         .reason = f && f->reason ? f->reason : (f ? dw_wclass_name(f->cls) : NULL),
@@ -603,7 +582,7 @@ static void consumer_error(wr_loop_t *loop, const rd_kafka_message_t *rkm)
         wr_fatal(loop, dw_kafka_err_map(ferr), msg);
         return;
     }
-    int64_t now = mono_ms();
+    int64_t now = dw_time_mono_ms();
     if (now - loop->last_consumer_warn_ms >= 30000) {
         loop->last_consumer_warn_ms = now;
         DW_WARN(FAC, "consumer: %s%s%s", rkm->rkt ? rd_kafka_topic_name(rkm->rkt) : "",
@@ -631,7 +610,7 @@ static void take_message(wr_loop_t *loop, rd_kafka_message_t *rkm)
         return;
     }
     it->msg = rkm;
-    it->arrived_ms = mono_ms();
+    it->arrived_ms = dw_time_mono_ms();
     loop->counters.consumed++;
     char why[400], field[64];
     dw_err_t err = wr_cmd_parse(rkm->payload, rkm->len, dw_map_name(mi->map), loop->target_name,
@@ -661,7 +640,7 @@ static void take_message(wr_loop_t *loop, rd_kafka_message_t *rkm)
     f->reason = "invalid_command";
     snprintf(f->field, sizeof(f->field), "%s", field);
     snprintf(f->message, sizeof(f->message), "%s", why);
-    f->first_ms = f->last_ms = wall_ms();
+    f->first_ms = f->last_ms = dw_time_wall_ms();
     dead_letter(loop, it, DW_DLQ_CLASS_POISON);
 }
 
@@ -673,7 +652,7 @@ static void group_release(wr_loop_t *loop, wr_item_t *it, int64_t delay_ms)
     (void)loop;
     wr_item_release_sup(it);
     it->state = WR_ST_PENDING;
-    it->not_before_ms = mono_ms() + delay_ms;
+    it->not_before_ms = dw_time_mono_ms() + delay_ms;
 }
 
 static void pg_failed(wr_loop_t *loop, dw_err_t err, const char *what, const char *errstr)
@@ -695,7 +674,7 @@ static void record_failure(wr_loop_t *loop, wr_item_t *it, const dw_wrec_t *r, b
         wr_fatal(loop, DW_ERR_NOMEM, "out of memory");
         return;
     }
-    int64_t now = wall_ms();
+    int64_t now = dw_time_wall_ms();
     if (!f->first_ms)
         f->first_ms = now;
     f->last_ms = now;
@@ -707,7 +686,7 @@ static void record_failure(wr_loop_t *loop, wr_item_t *it, const dw_wrec_t *r, b
     it->attempts++;
     if (r->cls == DW_WCLASS_TRANSIENT && r->retry_after_ms > 0) {
         /* the target asked the client to wait: no request at all before then */
-        int64_t until = mono_ms() + r->retry_after_ms;
+        int64_t until = dw_time_mono_ms() + r->retry_after_ms;
         if (until > loop->hold_until_ms)
             loop->hold_until_ms = until;
     }
@@ -776,7 +755,7 @@ static void flight_begin(wr_loop_t *loop, wr_flight_t *f)
     f->busy = true;
     if (nrec == 0)
         return;
-    f->t0_us = mono_us();
+    f->t0_us = dw_time_mono_us();
     if (!(f->call = dw_target_call_start(loop->tgt, f->recs, nrec, errstr, sizeof(errstr)))) {
         f->busy = false;
         for (size_t g = 0; g < ng; g++)
@@ -800,7 +779,7 @@ static void flight_finish(wr_loop_t *loop, wr_flight_t *f)
     if (f->call) {
         err = dw_target_call_end(f->call, errstr, sizeof(errstr));
         f->call = NULL;
-        wr_counters_latency(&loop->counters, (uint64_t)(mono_us() - f->t0_us));
+        wr_counters_latency(&loop->counters, (uint64_t)(dw_time_mono_us() - f->t0_us));
         loop->counters.batches++;
         loop->counters.batch_sum += nrec;
         if (nrec > loop->counters.batch_max)
@@ -1130,7 +1109,7 @@ wr_loop_t *wr_loop_new(dw_conf_t *conf, const char *target, int *exit_code, char
     loop->poll_ms = dw_conf_get_int(conf, "writer.poll_ms");
     loop->flush_timeout_ms = dw_conf_get_int(conf, "writer.flush_timeout_ms");
     loop->stats_interval_ms = dw_conf_get_int(conf, "writer.stats_interval_ms");
-    loop->rnd = (uint64_t)wall_ms() * 2654435761u ^ (uint64_t)getpid();
+    loop->rnd = (uint64_t)dw_time_wall_ms() * 2654435761u ^ (uint64_t)getpid();
     if (!loop->rnd)
         loop->rnd = 88172645463325252ULL;
     int conc = (int)dw_conf_get_int(conf, "writer.concurrency");
@@ -1302,12 +1281,12 @@ static void log_counters(wr_loop_t *loop)
 
 dw_err_t wr_loop_run(wr_loop_t *loop, char *errstr, size_t errstr_size)
 {
-    int64_t last_stats = mono_ms(), last_commit = mono_ms();
+    int64_t last_stats = dw_time_mono_ms(), last_commit = dw_time_mono_ms();
     int64_t wake = INT64_MAX;
     while (!dw_signal_stop_requested() && !loop->fatal) {
         rd_kafka_poll(loop->producer, 0);
         redo_dead_letters(loop);
-        int64_t now = mono_ms();
+        int64_t now = dw_time_mono_ms();
         int timeout = (int)loop->poll_ms;
         if (wake != INT64_MAX) {
             int64_t left = wake - now;
@@ -1337,7 +1316,7 @@ dw_err_t wr_loop_run(wr_loop_t *loop, char *errstr, size_t errstr_size)
         if (loop->fatal)
             break;
         check_pressure(loop);
-        now = mono_ms();
+        now = dw_time_mono_ms();
         wake = INT64_MAX;
         wr_flight_t *f = flight_free_slot(loop);
         if (now < loop->hold_until_ms) {
@@ -1363,7 +1342,7 @@ dw_err_t wr_loop_run(wr_loop_t *loop, char *errstr, size_t errstr_size)
         }
         if (flights_busy(loop) > 0) {
             /* wait for answers, unless another batch can start at once */
-            int64_t left = wake - mono_ms();
+            int64_t left = wake - dw_time_mono_ms();
             int wait = left <= 0 ? 0 : (left < (int64_t)loop->poll_ms ? (int)left : (int)loop->poll_ms);
             if (wake == INT64_MAX)
                 wait = (int)loop->poll_ms;
@@ -1371,11 +1350,11 @@ dw_err_t wr_loop_run(wr_loop_t *loop, char *errstr, size_t errstr_size)
                 wait = (int)loop->poll_ms;
             flights_step(loop, wait > 20 ? 20 : wait);
             if (flight_free_slot(loop))
-                wake = mono_ms(); /* a slot came free: maybe a batch is due */
+                wake = dw_time_mono_ms(); /* a slot came free: maybe a batch is due */
         }
         if (loop->fatal)
             break;
-        now = mono_ms();
+        now = dw_time_mono_ms();
         if (now - last_commit >= loop->commit_interval_ms) {
             rd_kafka_poll(loop->producer, 0);
             commit_parts(loop, NULL, 0);
