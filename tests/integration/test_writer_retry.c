@@ -39,6 +39,7 @@
 #include "dw_kafka.h"
 #include "dw_testemu.h"
 #include "dw_testreceiver.h"
+#include "dw_testkafka.h"
 #include "dw_testutil.h"
 #include "dw_testwriter.h"
 #include "dw_time.h"
@@ -50,7 +51,6 @@ extern char **environ;
 #define HASH_A     "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
 #define HASH_B     "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"
 
-static const dw_conf_def_t *const tables[] = {dw_conf_common_defs, NULL};
 static dw_conf_t *conf;
 static rd_kafka_t *admin, *producer;
 static dw_testemu_t *emu;
@@ -68,21 +68,9 @@ static bool extra_topics;      /* the test made the map's .fo, .dv and to-fo top
 static void setup_for(const char *target)
 {
     sys = target;
-    const char *bootstrap = getenv("DW_KAFKA_BOOTSTRAP");
-    cr_assert(bootstrap && *bootstrap, "DW_KAFKA_BOOTSTRAP is not set (scripts/services.sh env)");
-    cr_assert(getenv("DW_PG_DSN"), "DW_PG_DSN is not set");
     char errstr[1024] = "";
-    conf = dw_conf_new(tables, NULL, errstr, sizeof(errstr));
-    cr_assert_not_null(conf, "%s", errstr);
-    cr_assert_eq(dw_conf_set(conf, "kafka.bootstrap.servers", bootstrap, DW_CONF_SRC_ENV,
-                             "DW_KAFKA_BOOTSTRAP", errstr, sizeof(errstr)),
-                 DW_OK, "%s", errstr);
-    admin = dw_kafka_admin_new(conf, errstr, sizeof(errstr));
-    cr_assert_not_null(admin, "%s", errstr);
-    dw_kafka_producer_opts_t popts;
-    dw_kafka_producer_opts_init(&popts);
-    producer = dw_kafka_producer_new(conf, &popts, errstr, sizeof(errstr));
-    cr_assert_not_null(producer, "%s", errstr);
+    cr_assert_eq(dw_testkafka_clients(&conf, &admin, &producer, errstr, sizeof(errstr)), 0, "%s",
+                 errstr);
 
     snprintf(suffix, sizeof(suffix), "%s", dw_test_unique("wrr"));
     snprintf(map, sizeof(map), "currencies_%s", suffix);
@@ -175,8 +163,7 @@ static void dump_log(void)
 static void start_writer(const char *const *extra)
 {
     char errstr[512];
-    cr_assert_eq(dw_testwriter_start(&w, sys, emu, extra, errstr, sizeof(errstr)), 0, "%s",
-                 errstr);
+    cr_assert_eq(dw_testwriter_start(&w, sys, emu, extra, errstr, sizeof(errstr)), 0, "%s", errstr);
 }
 
 static int stop_writer(void)
@@ -390,9 +377,9 @@ Test(writer_retry, a_429_storm_sends_no_request_before_retry_after, .init = setu
 
 /* ---------------------------------------------------------------- per-key order */
 
-#define NKEYS    6
-#define NVERS    4
-#define NOTHERS  (NKEYS * NVERS * 2)
+#define NKEYS   6
+#define NVERS   4
+#define NOTHERS (NKEYS * NVERS * 2)
 
 /* The version in a name "K<i> v<version>", 0 when it is not one. */
 static int name_version(const char *name)
@@ -410,7 +397,7 @@ Test(writer_retry, per_key_order_holds_under_retries, .init = setup_fo)
     emu = dw_testreceiver_start_fo(&rx, "emu_wrro", ADMIN, errstr, sizeof(errstr));
     cr_assert(emu, "%s", errstr);
     /* batches of 4, failed records retried after 1.5 s (so other keys are seen to pass them) */
-    const char *extra[] = {"-X", "writer.batch_max=4", "-X", "writer.retry_initial_ms=1500",
+    const char *extra[] = {"-X", "writer.batch_max=4",       "-X", "writer.retry_initial_ms=1500",
                            "-X", "writer.retry_max_ms=3000", NULL};
     start_writer(extra);
     /* the versions arrive in waves 400 ms apart, each version of a key followed by 2 other keys;
@@ -465,7 +452,7 @@ Test(writer_retry, per_key_order_holds_under_retries, .init = setup_fo)
     int n = dw_testreceiver_wait(&rx, events, 10000);
     cr_assert_eq(n, events, "events delivered: %d of %d", n, events);
     int last[NKEYS] = {0}, writes[NKEYS] = {0};
-    int first_ok[NKEYS]; /* event index of the key's first write */
+    int first_ok[NKEYS];  /* event index of the key's first write */
     int other_before = 0; /* other keys written before the first write of a retried key */
     int first_retried = -1;
     char bad[256] = ""; /* the first violation (asserted after the lock is released) */
@@ -565,9 +552,10 @@ static const char *ledger_of(const char *code, const char *column, char *out, si
     PGconn *pg = PQconnectdb(getenv("DW_PG_DSN"));
     if (PQstatus(pg) == CONNECTION_OK) {
         char sql[256];
-        snprintf(sql, sizeof(sql),
-                 "SELECT %s::text FROM dw_ledger WHERE map = $1 AND dv_key->>'isocurrencycode' = $2",
-                 column);
+        snprintf(
+            sql, sizeof(sql),
+            "SELECT %s::text FROM dw_ledger WHERE map = $1 AND dv_key->>'isocurrencycode' = $2",
+            column);
         const char *p[2] = {map, code};
         PGresult *r = PQexecParams(pg, sql, 2, NULL, p, NULL, NULL, 0);
         if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1 && !PQgetisnull(r, 0, 0))
@@ -601,10 +589,22 @@ Test(writer_retry, a_snapshot_older_than_a_live_change_does_not_overwrite_it, .i
     snprintf(a_map, sizeof(a_map), "transform.maps=%s", map);
     snprintf(a_group, sizeof(a_group), "transform.group_id=dw-transform-%s", suffix);
     snprintf(tlog, sizeof(tlog), "%s/transform.log", dir);
-    const char *targv[] = {"dw-transform", "-X", a_maps, "-X", a_meta, "-X", a_map, "-X",
-                           a_group, "-X", "transform.instance_id=it-snap", "-X",
-                           "transform.commit_interval_ms=100", "-X",
-                           "kafka.session.timeout.ms=6000", NULL};
+    const char *targv[] = {"dw-transform",
+                           "-X",
+                           a_maps,
+                           "-X",
+                           a_meta,
+                           "-X",
+                           a_map,
+                           "-X",
+                           a_group,
+                           "-X",
+                           "transform.instance_id=it-snap",
+                           "-X",
+                           "transform.commit_interval_ms=100",
+                           "-X",
+                           "kafka.session.timeout.ms=6000",
+                           NULL};
     transform = dw_test_spawn(DW_BIN_DIR "/dw-transform", targv, environ, tlog);
     cr_assert(transform > 0, "spawn dw-transform");
 

@@ -32,6 +32,7 @@
 #include "dw_config.h"
 #include "dw_kafka.h"
 #include "dw_testemu.h"
+#include "dw_testkafka.h"
 #include "dw_testutil.h"
 #include "dw_testwriter.h"
 #include "dw_time.h"
@@ -42,7 +43,6 @@
 #define HASH_B     "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"
 #define HASH_C     "cccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccc"
 
-static const dw_conf_def_t *const tables[] = {dw_conf_common_defs, NULL};
 static dw_conf_t *conf;
 static rd_kafka_t *admin, *producer;
 static dw_testemu_t *emu, *emu2; /* emu2: the other system's, when a test needs both */
@@ -58,21 +58,9 @@ static int committed_partitions = 1;  /* partitions whose committed offsets wait
 static void setup(void)
 {
     bool fo = strcmp(sys, "fo") == 0;
-    const char *bootstrap = getenv("DW_KAFKA_BOOTSTRAP");
-    cr_assert(bootstrap && *bootstrap, "DW_KAFKA_BOOTSTRAP is not set (scripts/services.sh env)");
-    cr_assert(getenv("DW_PG_DSN"), "DW_PG_DSN is not set");
     char errstr[1024] = "";
-    conf = dw_conf_new(tables, NULL, errstr, sizeof(errstr));
-    cr_assert_not_null(conf, "%s", errstr);
-    cr_assert_eq(dw_conf_set(conf, "kafka.bootstrap.servers", bootstrap, DW_CONF_SRC_ENV,
-                             "DW_KAFKA_BOOTSTRAP", errstr, sizeof(errstr)),
-                 DW_OK, "%s", errstr);
-    admin = dw_kafka_admin_new(conf, errstr, sizeof(errstr));
-    cr_assert_not_null(admin, "%s", errstr);
-    dw_kafka_producer_opts_t popts;
-    dw_kafka_producer_opts_init(&popts);
-    producer = dw_kafka_producer_new(conf, &popts, errstr, sizeof(errstr));
-    cr_assert_not_null(producer, "%s", errstr);
+    cr_assert_eq(dw_testkafka_clients(&conf, &admin, &producer, errstr, sizeof(errstr)), 0, "%s",
+                 errstr);
 
     snprintf(suffix, sizeof(suffix), "%s", dw_test_unique("wr"));
     snprintf(map, sizeof(map), "currencies_%s", suffix);
@@ -391,7 +379,8 @@ Test(writer_dv, writes_commands_as_rows_and_records_the_ledger)
     cr_assert(ok);
     char name[64];
     int64_t deadline = dw_time_mono_ms() + 5000;
-    while (strcmp(row_name("A0007", name, sizeof(name)), "second") != 0 && dw_time_mono_ms() < deadline)
+    while (strcmp(row_name("A0007", name, sizeof(name)), "second") != 0 &&
+           dw_time_mono_ms() < deadline)
         dw_time_sleep_ms(100);
     cr_assert_str_eq(name, "second");
     cr_assert(wait_committed(301, 10000));

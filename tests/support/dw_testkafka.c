@@ -124,3 +124,44 @@ void dw_testkafka_close(dw_testkafka_t *rs)
     }
     memset(rs, 0, sizeof(*rs));
 }
+
+int dw_testkafka_clients(dw_conf_t **conf, rd_kafka_t **admin, rd_kafka_t **producer, char *errstr,
+                         size_t errstr_size)
+{
+    static const dw_conf_def_t *const tables[] = {dw_conf_common_defs, NULL};
+    const char *bootstrap = getenv("DW_KAFKA_BOOTSTRAP");
+    *conf = NULL;
+    if (admin)
+        *admin = NULL;
+    if (producer)
+        *producer = NULL;
+    if (!bootstrap || !*bootstrap || !getenv("DW_PG_DSN")) {
+        snprintf(
+            errstr, errstr_size,
+            "DW_KAFKA_BOOTSTRAP and DW_PG_DSN must be set (eval \"$(scripts/services.sh env)\")");
+        return -1;
+    }
+    *conf = dw_conf_new(tables, NULL, errstr, errstr_size);
+    if (!*conf)
+        return -1;
+    if (dw_conf_set(*conf, "kafka.bootstrap.servers", bootstrap, DW_CONF_SRC_ENV,
+                    "DW_KAFKA_BOOTSTRAP", errstr, errstr_size) != DW_OK)
+        goto fail;
+    if (admin && !(*admin = dw_kafka_admin_new(*conf, errstr, errstr_size)))
+        goto fail;
+    if (producer) {
+        dw_kafka_producer_opts_t popts;
+        dw_kafka_producer_opts_init(&popts);
+        if (!(*producer = dw_kafka_producer_new(*conf, &popts, errstr, errstr_size)))
+            goto fail;
+    }
+    return 0;
+fail:
+    if (admin && *admin) {
+        rd_kafka_destroy(*admin);
+        *admin = NULL;
+    }
+    dw_conf_destroy(*conf);
+    *conf = NULL;
+    return -1;
+}

@@ -13,10 +13,12 @@
 #include <jansson.h>
 #include <librdkafka/rdkafka.h>
 
+#include "dw_config.h"
+
 typedef struct dw_testkafka_rec_s {
-    char *key;      /* "" when the record has none */
-    json_t *ev;     /* the value parsed, NULL when it is not JSON */
-    char *raw;      /* the value as text */
+    char *key;       /* "" when the record has none */
+    json_t *ev;      /* the value parsed, NULL when it is not JSON */
+    char *raw;       /* the value as text */
     char op_hdr[16]; /* the dw.op header, "" when absent */
 } dw_testkafka_rec_t;
 
@@ -45,6 +47,13 @@ bool dw_testkafka_have_count(dw_testkafka_t *rs, void *arg);
  * effort: nothing is reported. */
 void dw_testkafka_delete_topics(const char *const *maps, const char *suffix,
                                 const char *const *sources);
+
+/* The clients a test drives Kafka with, at DW_KAFKA_BOOTSTRAP: *conf (dw_conf_common_defs with
+ * kafka.bootstrap.servers set), *admin and *producer (idempotent; either may be NULL when not
+ * wanted). 0, or -1 with errstr filled (DW_KAFKA_BOOTSTRAP or DW_PG_DSN unset, a client that
+ * cannot be made); nothing is left to free then. */
+int dw_testkafka_clients(dw_conf_t **conf, rd_kafka_t **admin, rd_kafka_t **producer, char *errstr,
+                         size_t errstr_size);
 
 /* Close the consumer and free the records. */
 void dw_testkafka_close(dw_testkafka_t *rs);
