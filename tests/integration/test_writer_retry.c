@@ -246,77 +246,32 @@ static void produce_fo(const char *code, int version, const char *name, const ch
     produce(code, value);
 }
 
-/* Dataverse rows whose symbol is sym; -1 on failure. */
+/* The test's currencies at its emulator (dw_testwriter_currency_*). */
 static long dv_count(const char *sym)
 {
-    char path[256];
-    snprintf(path, sizeof(path),
-             "transactioncurrencies?$select=isocurrencycode&$filter=currencysymbol eq '%s'", sym);
-    const char *h[] = {"Prefer: odata.maxpagesize=5000", NULL};
-    dw_testemu_resp_t r;
-    dw_testemu_request(emu, &r, "GET", path, NULL, h);
-    long n = -1;
-    if (r.status == 200 && r.json)
-        n = (long)json_array_size(json_object_get(r.json, "value"));
-    dw_testemu_resp_free(&r);
-    return n;
-}
-
-static long fo_count(const char *sym)
-{
-    char path[256];
-    snprintf(path, sizeof(path), "Currencies?$select=CurrencyCode&$filter=Symbol eq '%s'", sym);
-    const char *h[] = {"Prefer: odata.maxpagesize=5000", NULL};
-    dw_testemu_resp_t r;
-    dw_testemu_request(emu, &r, "GET", path, NULL, h);
-    long n = -1;
-    if (r.status == 200 && r.json)
-        n = (long)json_array_size(json_object_get(r.json, "value"));
-    dw_testemu_resp_free(&r);
-    return n;
+    return dw_testwriter_currency_count(emu, "dv", sym);
 }
 
 static bool wait_rows(const char *sym, long want, int ms)
 {
-    int64_t deadline = dw_time_mono_ms() + ms;
     long n = -1;
-    while (dw_time_mono_ms() < deadline) {
-        n = strcmp(sys, "fo") == 0 ? fo_count(sym) : dv_count(sym);
-        if (n == want)
-            return true;
-        dw_time_sleep_ms(100);
-    }
-    cr_log_warn("rows with symbol %s: %ld, want %ld", sym, n, want);
-    return false;
+    bool ok = dw_testwriter_currency_wait(emu, sys, sym, want, ms, &n);
+    if (!ok)
+        cr_log_warn("rows with symbol %s: %ld, want %ld", sym, n, want);
+    return ok;
 }
 
-/* The currencyname of code at Dataverse, into out ("" when absent). */
 static const char *dv_name(const char *code, char *out, size_t size)
 {
-    char path[256];
-    snprintf(path, sizeof(path), "transactioncurrencies(isocurrencycode='%s')?$select=currencyname",
-             code);
-    dw_testemu_resp_t r;
-    dw_testemu_request(emu, &r, "GET", path, NULL, NULL);
-    const char *v =
-        r.status == 200 ? json_string_value(json_object_get(r.json, "currencyname")) : NULL;
-    snprintf(out, size, "%s", v ? v : "");
-    dw_testemu_resp_free(&r);
-    return out;
+    return dw_testwriter_currency_name(emu, "dv", code, out, size);
 }
 
 static const char *fo_name(const char *code, char *out, size_t size)
 {
-    char path[128];
-    snprintf(path, sizeof(path), "Currencies(CurrencyCode='%s')", code);
-    dw_testemu_resp_t r;
-    dw_testemu_request(emu, &r, "GET", path, NULL, NULL);
-    const char *v = r.status == 200 ? json_string_value(json_object_get(r.json, "Name")) : NULL;
-    snprintf(out, size, "%s", v ? v : "");
-    dw_testemu_resp_free(&r);
-    return out;
+    return dw_testwriter_currency_name(emu, "fo", code, out, size);
 }
 
+/* The currencyname of code at Dataverse, into out ("" when absent). */
 static bool wait_committed(int64_t want, int ms)
 {
     int64_t last = -1;

@@ -266,52 +266,27 @@ static void flush_producer(void)
     cr_assert_eq(rd_kafka_flush(producer, 10000), RD_KAFKA_RESP_ERR_NO_ERROR);
 }
 
-/* Rows of the emulator whose symbol is sym; -1 on failure. */
+/* The test's currencies at the Dataverse emulator (dw_testwriter_currency_*). */
 static long count_rows(const char *sym)
 {
-    char path[256];
-    snprintf(path, sizeof(path),
-             "transactioncurrencies?$select=isocurrencycode&$filter=currencysymbol eq '%s'"
-             "&$count=true",
-             sym);
-    const char *h[] = {"Prefer: odata.maxpagesize=5000", NULL};
-    dw_testemu_resp_t r;
-    dw_testemu_request(emu, &r, "GET", path, NULL, h);
-    long n = -1;
-    if (r.status == 200 && r.json)
-        n = (long)json_array_size(json_object_get(r.json, "value"));
-    dw_testemu_resp_free(&r);
-    return n;
+    return dw_testwriter_currency_count(emu, "dv", sym);
 }
 
 static bool wait_rows(const char *sym, long want, int ms)
 {
-    int64_t deadline = dw_time_mono_ms() + ms;
     long n = -1;
-    while (dw_time_mono_ms() < deadline) {
-        if ((n = count_rows(sym)) == want)
-            return true;
-        dw_time_sleep_ms(100);
-    }
-    cr_log_warn("rows with symbol %s: %ld, want %ld", sym, n, want);
-    return false;
+    bool ok = dw_testwriter_currency_wait(emu, "dv", sym, want, ms, &n);
+    if (!ok)
+        cr_log_warn("rows with symbol %s: %ld, want %ld", sym, n, want);
+    return ok;
+}
+
+static const char *row_name(const char *code, char *out, size_t size)
+{
+    return dw_testwriter_currency_name(emu, "dv", code, out, size);
 }
 
 /* The currencyname of code, into out ("" when absent). */
-static const char *row_name(const char *code, char *out, size_t size)
-{
-    char path[256];
-    snprintf(path, sizeof(path), "transactioncurrencies(isocurrencycode='%s')?$select=currencyname",
-             code);
-    dw_testemu_resp_t r;
-    dw_testemu_request(emu, &r, "GET", path, NULL, NULL);
-    const char *v =
-        r.status == 200 ? json_string_value(json_object_get(r.json, "currencyname")) : NULL;
-    snprintf(out, size, "%s", v ? v : "");
-    dw_testemu_resp_free(&r);
-    return out;
-}
-
 static void admin_post(const char *path, const char *body)
 {
     const char *h[] = {"Authorization: Bearer " ADMIN, NULL};
@@ -678,43 +653,24 @@ static void produce_fo(const char *code, const char *op, const char *record_id, 
     produce_raw(code, value);
 }
 
+/* The test's currencies at the F&O emulator. */
 static long fo_count(const char *sym)
 {
-    char path[256];
-    snprintf(path, sizeof(path), "Currencies?$select=CurrencyCode&$filter=Symbol eq '%s'", sym);
-    const char *h[] = {"Prefer: odata.maxpagesize=5000", NULL};
-    dw_testemu_resp_t r;
-    dw_testemu_request(emu, &r, "GET", path, NULL, h);
-    long n = -1;
-    if (r.status == 200 && r.json)
-        n = (long)json_array_size(json_object_get(r.json, "value"));
-    dw_testemu_resp_free(&r);
-    return n;
+    return dw_testwriter_currency_count(emu, "fo", sym);
 }
 
 static bool fo_wait(const char *sym, long want, int ms)
 {
-    int64_t deadline = dw_time_mono_ms() + ms;
     long n = -1;
-    while (dw_time_mono_ms() < deadline) {
-        if ((n = fo_count(sym)) == want)
-            return true;
-        dw_time_sleep_ms(100);
-    }
-    cr_log_warn("F&O rows with symbol %s: %ld, want %ld", sym, n, want);
-    return false;
+    bool ok = dw_testwriter_currency_wait(emu, "fo", sym, want, ms, &n);
+    if (!ok)
+        cr_log_warn("F&O rows with symbol %s: %ld, want %ld", sym, n, want);
+    return ok;
 }
 
 static const char *fo_name(const char *code, char *out, size_t size)
 {
-    char path[128];
-    snprintf(path, sizeof(path), "Currencies(CurrencyCode='%s')", code);
-    dw_testemu_resp_t r;
-    dw_testemu_request(emu, &r, "GET", path, NULL, NULL);
-    const char *v = r.status == 200 ? json_string_value(json_object_get(r.json, "Name")) : NULL;
-    snprintf(out, size, "%s", v ? v : "");
-    dw_testemu_resp_free(&r);
-    return out;
+    return dw_testwriter_currency_name(emu, "fo", code, out, size);
 }
 
 Test(writer_fo, creates_new_records_and_updates_known_ones)

@@ -9,7 +9,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
-#include <time.h>
 
 #include <libpq-fe.h>
 #include <librdkafka/rdkafka.h>
@@ -18,21 +17,9 @@
 #include "dw_file.h"
 #include "dw_kafka.h"
 #include "dw_testutil.h"
+#include "dw_time.h"
 
 extern char **environ;
-
-static int64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void nap_ms(int ms)
-{
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
 
 void dw_testwriter_init(dw_testwriter_t *w, const char *log, const char *maps_dir,
                         const char *group, const char *maps)
@@ -149,14 +136,14 @@ int dw_testwriter_stop(dw_testwriter_t *w, int timeout_ms, bool *sanitizer)
         return -1;
     int st = 0;
     kill(w->pid, SIGTERM);
-    int64_t deadline = mono_ms() + timeout_ms;
+    int64_t deadline = dw_time_mono_ms() + timeout_ms;
     while (waitpid(w->pid, &st, WNOHANG) == 0) {
-        if (mono_ms() > deadline) {
+        if (dw_time_mono_ms() > deadline) {
             kill(w->pid, SIGKILL);
             waitpid(w->pid, &st, 0);
             break;
         }
-        nap_ms(20);
+        dw_time_sleep_ms(20);
     }
     w->pid = -1;
     char *text = dw_file_read(w->log);
@@ -229,14 +216,14 @@ int64_t dw_testwriter_committed(const char *group, const char *topic, int partit
 bool dw_testwriter_wait_committed(const char *group, const char *topic, int partitions,
                                   int64_t want, int ms, int64_t *last)
 {
-    int64_t deadline = mono_ms() + ms, off = -1;
+    int64_t deadline = dw_time_mono_ms() + ms, off = -1;
     bool ok = false;
-    while (mono_ms() < deadline) {
+    while (dw_time_mono_ms() < deadline) {
         if ((off = dw_testwriter_committed(group, topic, partitions)) == want) {
             ok = true;
             break;
         }
-        nap_ms(200);
+        dw_time_sleep_ms(200);
     }
     if (last)
         *last = off;
@@ -261,8 +248,8 @@ size_t dw_testwriter_read_dlq(const char *dlq, dw_testwriter_dl_t *out, size_t m
     rd_kafka_assign(c, l);
     rd_kafka_topic_partition_list_destroy(l);
     size_t n = 0;
-    int64_t deadline = mono_ms() + ms;
-    while (n < want && n < max && mono_ms() < deadline) {
+    int64_t deadline = dw_time_mono_ms() + ms;
+    while (n < want && n < max && dw_time_mono_ms() < deadline) {
         rd_kafka_message_t *m = rd_kafka_consumer_poll(c, 200);
         if (!m)
             continue;
@@ -346,4 +333,63 @@ void dw_testwriter_ledger_clear(const char *map)
                              0));
     }
     PQfinish(pg);
+}
+
+/* ---- currencies --------------------------------------------------------------------------- */
+
+long dw_testwriter_currency_count(dw_testemu_t *emu, const char *system, const char *sym)
+{
+    char path[256];
+    if (strcmp(system, "fo") == 0)
+        snprintf(path, sizeof(path), "Currencies?$select=CurrencyCode&$filter=Symbol eq '%s'", sym);
+    else
+        snprintf(path, sizeof(path),
+                 "transactioncurrencies?$select=isocurrencycode&$filter=currencysymbol eq '%s'",
+                 sym);
+    const char *h[] = {"Prefer: odata.maxpagesize=5000", NULL};
+    dw_testemu_resp_t r;
+    dw_testemu_request(emu, &r, "GET", path, NULL, h);
+    long n = -1;
+    if (r.status == 200 && r.json)
+        n = (long)json_array_size(json_object_get(r.json, "value"));
+    dw_testemu_resp_free(&r);
+    return n;
+}
+
+bool dw_testwriter_currency_wait(dw_testemu_t *emu, const char *system, const char *sym, long want,
+                                 int ms, long *last)
+{
+    int64_t deadline = dw_time_mono_ms() + ms;
+    long n = -1;
+    bool ok = false;
+    while (dw_time_mono_ms() < deadline) {
+        if ((n = dw_testwriter_currency_count(emu, system, sym)) == want) {
+            ok = true;
+            break;
+        }
+        dw_time_sleep_ms(100);
+    }
+    if (last)
+        *last = n;
+    return ok;
+}
+
+const char *dw_testwriter_currency_name(dw_testemu_t *emu, const char *system, const char *code,
+                                        char *out, size_t size)
+{
+    bool fo = strcmp(system, "fo") == 0;
+    char path[256];
+    if (fo)
+        snprintf(path, sizeof(path), "Currencies(CurrencyCode='%s')", code);
+    else
+        snprintf(path, sizeof(path),
+                 "transactioncurrencies(isocurrencycode='%s')?$select=currencyname", code);
+    dw_testemu_resp_t r;
+    dw_testemu_request(emu, &r, "GET", path, NULL, NULL);
+    const char *v = r.status == 200
+                        ? json_string_value(json_object_get(r.json, fo ? "Name" : "currencyname"))
+                        : NULL;
+    snprintf(out, size, "%s", v ? v : "");
+    dw_testemu_resp_free(&r);
+    return out;
 }

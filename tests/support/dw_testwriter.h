@@ -17,11 +17,11 @@
 #include "dw_testemu.h"
 
 typedef struct dw_testwriter_s {
-    pid_t pid;           /* -1 when not running */
-    char log[400];       /* the writer's stdout and stderr (appended) */
-    char maps_dir[300];  /* maps.dir */
-    char group[200];     /* writer.group_id */
-    char maps[200];      /* writer.maps: the maps served (comma-separated) */
+    pid_t pid;          /* -1 when not running */
+    char log[400];      /* the writer's stdout and stderr (appended) */
+    char maps_dir[300]; /* maps.dir */
+    char group[200];    /* writer.group_id */
+    char maps[200];     /* writer.maps: the maps served (comma-separated) */
 } dw_testwriter_t;
 
 /* Fill w (not running) with its log path, maps folder, group and served maps (borrowed). */
@@ -90,5 +90,20 @@ const char *dw_testwriter_ledger_get(const char *map, const char *ck, const char
 
 /* Delete the dw_ledger and dw_record_ids rows of map (best effort). */
 void dw_testwriter_ledger_clear(const char *map);
+
+/* ---- the currencies the writer tests write, read back from an emulator ----
+ * system: "dv" (transactioncurrencies) or "fo" (Currencies). */
+
+/* How many currencies carry symbol sym; -1 when the request fails. */
+long dw_testwriter_currency_count(dw_testemu_t *emu, const char *system, const char *sym);
+
+/* Wait up to ms until dw_testwriter_currency_count is want; the last count into *last (may be
+ * NULL). */
+bool dw_testwriter_currency_wait(dw_testemu_t *emu, const char *system, const char *sym, long want,
+                                 int ms, long *last);
+
+/* The name of currency code (currencyname / Name) into out, "" when absent; returns out. */
+const char *dw_testwriter_currency_name(dw_testemu_t *emu, const char *system, const char *code,
+                                        char *out, size_t size);
 
 #endif
