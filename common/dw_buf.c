@@ -3,6 +3,8 @@
  */
 #include "dw_buf.h"
 
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -25,6 +27,33 @@ void dw_buf_put(dw_buf_t *b, const char *s, size_t n)
     memcpy(b->p + b->n, s, n);
     b->n += n;
     b->p[b->n] = '\0';
+}
+
+void dw_buf_printf(dw_buf_t *b, const char *fmt, ...)
+{
+    char small[512];
+    va_list ap;
+    va_start(ap, fmt);
+    int l = vsnprintf(small, sizeof(small), fmt, ap);
+    va_end(ap);
+    if (l < 0) {
+        b->fail = true;
+        return;
+    }
+    if ((size_t)l < sizeof(small)) {
+        dw_buf_put(b, small, (size_t)l);
+        return;
+    }
+    char *big = malloc((size_t)l + 1);
+    if (!big) {
+        b->fail = true;
+        return;
+    }
+    va_start(ap, fmt);
+    vsnprintf(big, (size_t)l + 1, fmt, ap);
+    va_end(ap);
+    dw_buf_put(b, big, (size_t)l);
+    free(big);
 }
 
 void dw_buf_json_str(dw_buf_t *b, const char *s, size_t n)

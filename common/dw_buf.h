@@ -18,6 +18,9 @@ typedef struct dw_buf_s {
 /* Append n bytes of s. */
 void dw_buf_put(dw_buf_t *b, const char *s, size_t n);
 
+/* Append printf-formatted text. */
+void dw_buf_printf(dw_buf_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
 /* Append a string literal. */
 #define DW_BUF_LIT(b, lit) dw_buf_put(b, lit, sizeof(lit) - 1)
 

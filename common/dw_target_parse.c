@@ -13,6 +13,7 @@
 #include <strings.h>
 #include <time.h>
 
+#include "dw_buf.h"
 #include "dw_http.h"
 
 /* ---- classification -------------------------------------------------------------------------- */
@@ -313,102 +314,48 @@ void dw_target_parts_free(dw_tpart_t *parts, size_t n)
 
 /* ---- builders -------------------------------------------------------------------------------- */
 
-typedef struct {
-    char *buf;
-    size_t len, cap;
-    bool oom;
-} sb_t;
-
-static void sb_add(sb_t *s, const char *p, size_t l)
+static void sb_str(dw_buf_t *s, const char *p)
 {
-    if (s->oom)
-        return;
-    if (s->len + l + 1 > s->cap) {
-        size_t nc = s->cap ? s->cap : 256;
-        while (nc < s->len + l + 1)
-            nc *= 2;
-        char *nb = realloc(s->buf, nc);
-        if (!nb) {
-            s->oom = true;
-            return;
-        }
-        s->buf = nb;
-        s->cap = nc;
-    }
-    memcpy(s->buf + s->len, p, l);
-    s->len += l;
-    s->buf[s->len] = '\0';
+    dw_buf_put(s, p, strlen(p));
 }
 
-static void sb_str(sb_t *s, const char *p)
+static char *sb_take(dw_buf_t *s, size_t *len)
 {
-    sb_add(s, p, strlen(p));
-}
-
-__attribute__((format(printf, 2, 3))) static void sb_printf(sb_t *s, const char *fmt, ...)
-{
-    char small[512];
-    va_list ap;
-    va_start(ap, fmt);
-    int l = vsnprintf(small, sizeof(small), fmt, ap);
-    va_end(ap);
-    if (l < 0) {
-        s->oom = true;
-        return;
-    }
-    if ((size_t)l < sizeof(small)) {
-        sb_add(s, small, (size_t)l);
-        return;
-    }
-    char *big = malloc((size_t)l + 1);
-    if (!big) {
-        s->oom = true;
-        return;
-    }
-    va_start(ap, fmt);
-    vsnprintf(big, (size_t)l + 1, fmt, ap);
-    va_end(ap);
-    sb_add(s, big, (size_t)l);
-    free(big);
-}
-
-static char *sb_take(sb_t *s, size_t *len)
-{
-    if (s->oom) {
-        free(s->buf);
+    if (s->fail) {
+        free(s->p);
         return NULL;
     }
-    if (!s->buf)
-        sb_add(s, "", 0);
-    if (s->oom)
+    if (!s->p)
+        dw_buf_put(s, "", 0);
+    if (s->fail)
         return NULL;
     if (len)
-        *len = s->len;
-    return s->buf;
+        *len = s->n;
+    return s->p;
 }
 
 /* 'value' with every quote doubled, raw (for @odata.id inside JSON). */
-static void sb_literal_raw(sb_t *s, const char *v)
+static void sb_literal_raw(dw_buf_t *s, const char *v)
 {
-    sb_add(s, "'", 1);
+    dw_buf_put(s, "'", 1);
     for (; *v; v++) {
         if (*v == '\'')
-            sb_add(s, "''", 2);
+            dw_buf_put(s, "''", 2);
         else
-            sb_add(s, v, 1);
+            dw_buf_put(s, v, 1);
     }
-    sb_add(s, "'", 1);
+    dw_buf_put(s, "'", 1);
 }
 
 char *dw_target_key_path(const char *set, const json_t *key, const json_t *guids,
                          const char *record_id, bool encode)
 {
-    sb_t s = {0};
+    dw_buf_t s = {0};
     sb_str(&s, set);
-    sb_add(&s, "(", 1);
+    dw_buf_put(&s, "(", 1);
     if (!key || json_object_size(key) == 0) {
         if (!record_id) {
-            free(s.buf);
+            free(s.p);
             return NULL;
         }
         sb_str(&s, record_id);
@@ -419,10 +366,10 @@ char *dw_target_key_path(const char *set, const json_t *key, const json_t *guids
         json_object_foreach((json_t *)key, k, v)
         {
             if (!first)
-                sb_add(&s, ",", 1);
+                dw_buf_put(&s, ",", 1);
             first = false;
             sb_str(&s, k);
-            sb_add(&s, "=", 1);
+            dw_buf_put(&s, "=", 1);
             const char *g = json_string_value(json_object_get(guids, k));
             if (g) {
                 sb_str(&s, g);
@@ -430,7 +377,7 @@ char *dw_target_key_path(const char *set, const json_t *key, const json_t *guids
                 if (encode) {
                     char *lit = dw_http_odata_literal(json_string_value(v));
                     if (!lit) {
-                        s.oom = true;
+                        s.fail = true;
                         break;
                     }
                     sb_str(&s, lit);
@@ -439,32 +386,32 @@ char *dw_target_key_path(const char *set, const json_t *key, const json_t *guids
                     sb_literal_raw(&s, json_string_value(v));
                 }
             } else if (json_is_integer(v)) {
-                sb_printf(&s, "%lld", (long long)json_integer_value(v));
+                dw_buf_printf(&s, "%lld", (long long)json_integer_value(v));
             } else if (json_is_real(v)) {
-                sb_printf(&s, "%.17g", json_real_value(v));
+                dw_buf_printf(&s, "%.17g", json_real_value(v));
             } else if (json_is_boolean(v)) {
                 sb_str(&s, json_is_true(v) ? "true" : "false");
             } else if (json_is_null(v)) {
                 sb_str(&s, "null");
             } else {
-                free(s.buf);
+                free(s.p);
                 return NULL;
             }
         }
     }
-    sb_add(&s, ")", 1);
+    dw_buf_put(&s, ")", 1);
     return sb_take(&s, NULL);
 }
 
-static void put_request(sb_t *s, const char *bnd, size_t i, const dw_treq_t *r)
+static void put_request(dw_buf_t *s, const char *bnd, size_t i, const dw_treq_t *r)
 {
-    sb_printf(s,
-              "--%s\r\nContent-Type: application/http\r\nContent-Transfer-Encoding: binary\r\n"
-              "Content-ID: %zu\r\n\r\n%s %s HTTP/1.1\r\n",
-              bnd, i + 1, r->method, r->url);
+    dw_buf_printf(s,
+                  "--%s\r\nContent-Type: application/http\r\nContent-Transfer-Encoding: binary\r\n"
+                  "Content-ID: %zu\r\n\r\n%s %s HTTP/1.1\r\n",
+                  bnd, i + 1, r->method, r->url);
     sb_str(s, "Accept: application/json\r\n");
     if (r->correlation_id && *r->correlation_id && !strpbrk(r->correlation_id, "\r\n"))
-        sb_printf(s, "%s: %s\r\n", DW_HTTP_CORRELATION_HEADER, r->correlation_id);
+        dw_buf_printf(s, "%s: %s\r\n", DW_HTTP_CORRELATION_HEADER, r->correlation_id);
     if (r->body) {
         sb_str(s, "Content-Type: application/json; type=entry; IEEE754Compatible=true\r\n\r\n");
         sb_str(s, r->body);
@@ -477,20 +424,20 @@ static void put_request(sb_t *s, const char *bnd, size_t i, const dw_treq_t *r)
 char *dw_target_batch_body(const char *boundary, const dw_treq_t *reqs, size_t n, bool changesets,
                            size_t *len)
 {
-    sb_t s = {0};
+    dw_buf_t s = {0};
     for (size_t i = 0; i < n; i++) {
         if (changesets) {
             char cs[96];
             snprintf(cs, sizeof(cs), "changeset_%zu_%.60s", i + 1, boundary);
-            sb_printf(&s, "--%s\r\nContent-Type: multipart/mixed; boundary=%s\r\n\r\n", boundary,
-                      cs);
+            dw_buf_printf(&s, "--%s\r\nContent-Type: multipart/mixed; boundary=%s\r\n\r\n",
+                          boundary, cs);
             put_request(&s, cs, i, &reqs[i]);
-            sb_printf(&s, "--%s--\r\n", cs);
+            dw_buf_printf(&s, "--%s--\r\n", cs);
         } else {
             put_request(&s, boundary, i, &reqs[i]);
         }
     }
-    sb_printf(&s, "--%s--\r\n", boundary);
+    dw_buf_printf(&s, "--%s--\r\n", boundary);
     return sb_take(&s, len);
 }
 

@@ -19,6 +19,8 @@
 #include <strings.h>
 #include <sys/random.h>
 
+#include "dw_buf.h"
+
 /* ---- parser ---------------------------------------------------------------------------------- */
 
 typedef struct {
@@ -110,7 +112,8 @@ static bool mp_boundary(const char *ct, size_t ctlen, char *out, size_t size)
 }
 
 /* Split a multipart body into the contents of its parts (without the CRLF before each delimiter).
- * The preamble before the first delimiter and the epilogue after the close delimiter are ignored. */
+ * The preamble before the first delimiter and the epilogue after the close delimiter are ignored.
+ */
 static dw_err_t mp_split(const char *b, size_t len, const char *bnd, spans_t *out, char *errstr,
                          size_t n)
 {
@@ -152,7 +155,8 @@ static dw_err_t mp_split(const char *b, size_t len, const char *bnd, spans_t *ou
     }
     if (!part)
         return dw_errf(DW_ERR_PARSE, errstr, n,
-                       "The batch request body does not contain the boundary delimiter '--%s'.", bnd);
+                       "The batch request body does not contain the boundary delimiter '--%s'.",
+                       bnd);
     return dw_errf(DW_ERR_PARSE, errstr, n,
                    "The batch request body does not end with the close delimiter '--%s--'.", bnd);
 }
@@ -180,7 +184,8 @@ static dw_err_t parse_headers(const char **pp, const char *end, hdrs_t *h, char 
         }
         const char *colon = memchr(p, ':', (size_t)(le - p));
         if (!colon || colon == p)
-            return dw_errf(DW_ERR_PARSE, errstr, n, "The batch request contains a malformed header line '%.*s'.",
+            return dw_errf(DW_ERR_PARSE, errstr, n,
+                           "The batch request contains a malformed header line '%.*s'.",
                            (int)(le - p > 80 ? 80 : le - p), p);
         if (h->n >= EMU_BATCH_MAX_PART_HEADERS)
             return dw_errf(DW_ERR_PARSE, errstr, n, "A batch part has more than %d headers.",
@@ -237,7 +242,8 @@ static dw_err_t parse_request(const hdrs_t *mh, const char *p, const char *end, 
     while (p < end && (*p == '\r' || *p == '\n'))
         p++;
     if (p >= end)
-        return dw_errf(DW_ERR_PARSE, errstr, n, "A batch part of type application/http holds no request.");
+        return dw_errf(DW_ERR_PARSE, errstr, n,
+                       "A batch part of type application/http holds no request.");
     const char *eol = memchr(p, '\n', (size_t)(end - p));
     const char *le = eol ? eol : end;
     if (le > p && le[-1] == '\r')
@@ -247,9 +253,10 @@ static dw_err_t parse_request(const hdrs_t *mh, const char *p, const char *end, 
     const char *sp2 = sp1 ? memchr(sp1 + 1, ' ', (size_t)(le - sp1 - 1)) : NULL;
     if (!sp1 || !sp2 || sp2 == sp1 + 1 || !is_method(p, (size_t)(sp1 - p)) ||
         !ci_prefix(sp2 + 1, (size_t)(le - sp2 - 1), "HTTP/1."))
-        return dw_errf(DW_ERR_PARSE, errstr, n,
-                       "The batch part does not start with a request line 'METHOD URL HTTP/1.1': '%.*s'.",
-                       (int)(le - p > 80 ? 80 : le - p), p);
+        return dw_errf(
+            DW_ERR_PARSE, errstr, n,
+            "The batch part does not start with a request line 'METHOD URL HTTP/1.1': '%.*s'.",
+            (int)(le - p > 80 ? 80 : le - p), p);
     out->method = dup_span(p, (size_t)(sp1 - p));
     out->url = dup_span(sp1 + 1, (size_t)(sp2 - sp1 - 1));
     p = eol ? eol + 1 : end;
@@ -278,7 +285,8 @@ static dw_err_t parse_request(const hdrs_t *mh, const char *p, const char *end, 
     return DW_OK;
 }
 
-static dw_err_t add_part(emu_batch_t *b, size_t *cap, emu_batch_part_t **slot, char *errstr, size_t n)
+static dw_err_t add_part(emu_batch_t *b, size_t *cap, emu_batch_part_t **slot, char *errstr,
+                         size_t n)
 {
     if (b->nparts == *cap) {
         size_t nc = *cap ? *cap * 2 : 16;
@@ -295,9 +303,11 @@ static dw_err_t add_part(emu_batch_t *b, size_t *cap, emu_batch_part_t **slot, c
 
 static dw_err_t too_many(size_t max, char *errstr, size_t n)
 {
-    return dw_errf(DW_ERR_INVALID_ARG, errstr, n,
-                   "The current batch message contains too many parts. Only batch messages with a maximum number of '%zu' query operations, including changeset operations, are allowed.",
-                   max);
+    return dw_errf(
+        DW_ERR_INVALID_ARG, errstr, n,
+        "The current batch message contains too many parts. Only batch messages with a maximum "
+        "number of '%zu' query operations, including changeset operations, are allowed.",
+        max);
 }
 
 dw_err_t emu_batch_parse(const char *content_type, const char *body, size_t len,
@@ -310,7 +320,8 @@ dw_err_t emu_batch_parse(const char *content_type, const char *body, size_t len,
     memset(out, 0, sizeof(*out));
     if (!content_type || !mp_boundary(content_type, strlen(content_type), bnd, sizeof(bnd))) {
         err = dw_errf(DW_ERR_PARSE, errstr, n,
-                      "The batch request must have a Content-Type of multipart/mixed with a boundary parameter.");
+                      "The batch request must have a Content-Type of multipart/mixed with a "
+                      "boundary parameter.");
         goto out;
     }
     err = mp_split(body, len, bnd, &top, errstr, n);
@@ -332,7 +343,9 @@ dw_err_t emu_batch_parse(const char *content_type, const char *body, size_t len,
                 err = parse_request(&mh, p, end, -1, slot, errstr, n);
         } else if (ct && ci_prefix(ct->p, ct->n, "multipart/mixed")) {
             if (!mp_boundary(ct->p, ct->n, cbnd, sizeof(cbnd)) || strcmp(cbnd, bnd) == 0) {
-                err = dw_errf(DW_ERR_PARSE, errstr, n, "A change set must have a multipart/mixed Content-Type with its own boundary.");
+                err = dw_errf(
+                    DW_ERR_PARSE, errstr, n,
+                    "A change set must have a multipart/mixed Content-Type with its own boundary.");
                 break;
             }
             cs.n = 0;
@@ -347,7 +360,8 @@ dw_err_t emu_batch_parse(const char *content_type, const char *body, size_t len,
                 const span_t *cct = hdr_get(&ch, "Content-Type");
                 if (!cct || !ci_prefix(cct->p, cct->n, "application/http")) {
                     err = dw_errf(DW_ERR_PARSE, errstr, n,
-                                  "A change set part must have Content-Type application/http (change sets cannot be nested).");
+                                  "A change set part must have Content-Type application/http "
+                                  "(change sets cannot be nested).");
                     break;
                 }
                 if (out->nparts >= max_requests) {
@@ -360,14 +374,17 @@ dw_err_t emu_batch_parse(const char *content_type, const char *body, size_t len,
                     err = parse_request(&ch, q, qe, idx, slot, errstr, n);
                 for (size_t j = 0; !err && slot->content_id && j + 1 < out->nparts; j++) {
                     const emu_batch_part_t *o = &out->parts[j];
-                    if (o->changeset == idx && o->content_id && strcmp(o->content_id, slot->content_id) == 0)
+                    if (o->changeset == idx && o->content_id &&
+                        strcmp(o->content_id, slot->content_id) == 0)
                         err = dw_errf(DW_ERR_PARSE, errstr, n,
-                                      "The Content-ID '%s' is used more than once in a change set.", slot->content_id);
+                                      "The Content-ID '%s' is used more than once in a change set.",
+                                      slot->content_id);
                 }
             }
         } else {
             err = dw_errf(DW_ERR_PARSE, errstr, n,
-                          "A batch part must have Content-Type application/http or multipart/mixed (a change set), not '%.*s'.",
+                          "A batch part must have Content-Type application/http or multipart/mixed "
+                          "(a change set), not '%.*s'.",
                           ct ? (int)(ct->n > 80 ? 80 : ct->n) : 0, ct ? ct->p : "");
         }
     }
@@ -399,79 +416,44 @@ void emu_batch_clear(emu_batch_t *b)
 const char *emu_http_reason(unsigned status)
 {
     switch (status) {
-    case 200: return "OK";
-    case 201: return "Created";
-    case 202: return "Accepted";
-    case 204: return "No Content";
-    case 304: return "Not Modified";
-    case 400: return "Bad Request";
-    case 401: return "Unauthorized";
-    case 403: return "Forbidden";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 409: return "Conflict";
-    case 412: return "Precondition Failed";
-    case 413: return "Payload Too Large";
-    case 415: return "Unsupported Media Type";
-    case 429: return "Too Many Requests";
-    case 500: return "Internal Server Error";
-    case 501: return "Not Implemented";
-    case 503: return "Service Unavailable";
+    case 200:
+        return "OK";
+    case 201:
+        return "Created";
+    case 202:
+        return "Accepted";
+    case 204:
+        return "No Content";
+    case 304:
+        return "Not Modified";
+    case 400:
+        return "Bad Request";
+    case 401:
+        return "Unauthorized";
+    case 403:
+        return "Forbidden";
+    case 404:
+        return "Not Found";
+    case 405:
+        return "Method Not Allowed";
+    case 409:
+        return "Conflict";
+    case 412:
+        return "Precondition Failed";
+    case 413:
+        return "Payload Too Large";
+    case 415:
+        return "Unsupported Media Type";
+    case 429:
+        return "Too Many Requests";
+    case 500:
+        return "Internal Server Error";
+    case 501:
+        return "Not Implemented";
+    case 503:
+        return "Service Unavailable";
     }
     return "Unknown";
-}
-
-typedef struct {
-    char *buf;
-    size_t len, cap;
-    bool oom;
-} sb_t;
-
-static void sb_add(sb_t *s, const char *p, size_t n)
-{
-    if (s->oom)
-        return;
-    if (s->len + n + 1 > s->cap) {
-        size_t cap = s->cap ? s->cap : 4096;
-        while (cap < s->len + n + 1)
-            cap *= 2;
-        char *nb = realloc(s->buf, cap);
-        if (!nb) {
-            s->oom = true;
-            return;
-        }
-        s->buf = nb;
-        s->cap = cap;
-    }
-    memcpy(s->buf + s->len, p, n);
-    s->len += n;
-    s->buf[s->len] = '\0';
-}
-
-static void sb_printf(sb_t *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void sb_printf(sb_t *s, const char *fmt, ...)
-{
-    char tmp[2048];
-    va_list ap;
-    va_start(ap, fmt);
-    int l = vsnprintf(tmp, sizeof(tmp), fmt, ap);
-    va_end(ap);
-    if (l < 0)
-        return;
-    if ((size_t)l < sizeof(tmp)) {
-        sb_add(s, tmp, (size_t)l);
-        return;
-    }
-    char *big = malloc((size_t)l + 1);
-    if (!big) {
-        s->oom = true;
-        return;
-    }
-    va_start(ap, fmt);
-    vsnprintf(big, (size_t)l + 1, fmt, ap);
-    va_end(ap);
-    sb_add(s, big, (size_t)l);
-    free(big);
 }
 
 static void new_id(char out[37])
@@ -496,27 +478,29 @@ static const char *resp_header(const emu_resp_t *r, const char *name)
 }
 
 /* One application/http response part (delimiter included). */
-static void put_part(sb_t *s, const char *boundary, const char *content_id, const emu_resp_t *r)
+static void put_part(dw_buf_t *s, const char *boundary, const char *content_id, const emu_resp_t *r)
 {
     unsigned st = r->status ? r->status : 500;
-    sb_printf(s, "--%s\r\nContent-Type: application/http\r\nContent-Transfer-Encoding: binary\r\n", boundary);
+    dw_buf_printf(s,
+                  "--%s\r\nContent-Type: application/http\r\nContent-Transfer-Encoding: binary\r\n",
+                  boundary);
     if (content_id)
-        sb_printf(s, "Content-ID: %s\r\n", content_id);
-    sb_printf(s, "\r\nHTTP/1.1 %u %s\r\n", st, emu_http_reason(st));
+        dw_buf_printf(s, "Content-ID: %s\r\n", content_id);
+    dw_buf_printf(s, "\r\nHTTP/1.1 %u %s\r\n", st, emu_http_reason(st));
     bool ver = false;
     for (int i = 0; i < r->nheaders; i++) {
         if (strcasecmp(r->hname[i], "Content-Type") == 0 && r->body_len == 0)
             continue;
         if (strcasecmp(r->hname[i], "OData-Version") == 0)
             ver = true;
-        sb_printf(s, "%s: %s\r\n", r->hname[i], r->hvalue[i]);
+        dw_buf_printf(s, "%s: %s\r\n", r->hname[i], r->hvalue[i]);
     }
     if (!ver)
-        sb_add(s, "OData-Version: 4.0\r\n", 20);
-    sb_add(s, "\r\n", 2);
+        dw_buf_put(s, "OData-Version: 4.0\r\n", 20);
+    dw_buf_put(s, "\r\n", 2);
     if (r->body_len)
-        sb_add(s, r->body, r->body_len);
-    sb_add(s, "\r\n", 2);
+        dw_buf_put(s, r->body, r->body_len);
+    dw_buf_put(s, "\r\n", 2);
 }
 
 static int hexval(char c)
@@ -571,9 +555,10 @@ static void sub_store_free(sub_store_t *ss)
 }
 
 /* Replace every JSON string "$<id>" of a known Content-ID by "<entity URL>". */
-static char *subst_body(const char *body, size_t len, const ref_t *refs, size_t nrefs, size_t *out_len)
+static char *subst_body(const char *body, size_t len, const ref_t *refs, size_t nrefs,
+                        size_t *out_len)
 {
-    sb_t s = {0};
+    dw_buf_t s = {0};
     size_t i = 0;
     while (i < len) {
         if (body[i] == '"' && i + 1 < len && body[i + 1] == '$') {
@@ -585,25 +570,25 @@ static char *subst_body(const char *body, size_t len, const ref_t *refs, size_t 
                     if (strlen(refs[r].id) == il && memcmp(refs[r].id, body + i + 2, il) == 0)
                         hit = &refs[r];
                 if (hit) {
-                    sb_add(&s, "\"", 1);
-                    sb_add(&s, hit->eid, strlen(hit->eid));
-                    sb_add(&s, "\"", 1);
+                    dw_buf_put(&s, "\"", 1);
+                    dw_buf_put(&s, hit->eid, strlen(hit->eid));
+                    dw_buf_put(&s, "\"", 1);
                     i = (size_t)(q - body) + 1;
                     continue;
                 }
             }
         }
-        sb_add(&s, body + i, 1);
+        dw_buf_put(&s, body + i, 1);
         i++;
     }
-    if (!s.buf)
-        s.buf = calloc(1, 1);
-    if (s.oom) {
-        free(s.buf);
+    if (!s.p)
+        s.p = calloc(1, 1);
+    if (s.fail) {
+        free(s.p);
         return NULL;
     }
-    *out_len = s.len;
-    return s.buf;
+    *out_len = s.n;
+    return s.p;
 }
 
 /* Build the internal request of one part; false with resp filled when the URL cannot be used. */
@@ -628,7 +613,9 @@ static bool make_sub(const emu_batch_part_t *p, const emu_batch_ops_t *ops, cons
             }
         }
         if (!url && strncmp(u, "$batch", 6) != 0) {
-            emu_resp_error(resp, 400, err_code, "The Content-ID reference '%.*s' does not designate an earlier request of the same change set.",
+            emu_resp_error(resp, 400, err_code,
+                           "The Content-ID reference '%.*s' does not designate an earlier request "
+                           "of the same change set.",
                            (int)(il + 1 > 64 ? 64 : il + 1), u);
             return false;
         }
@@ -685,7 +672,8 @@ static bool make_sub(const emu_batch_part_t *p, const emu_batch_ops_t *ops, cons
     }
     size_t rl = strlen(ops->root_path);
     if (strncmp(ss->path, ops->root_path, rl) == 0 && strcmp(ss->path + rl, "$batch") == 0) {
-        emu_resp_error(resp, 400, err_code, "A batch request cannot contain another batch request.");
+        emu_resp_error(resp, 400, err_code,
+                       "A batch request cannot contain another batch request.");
         return false;
     }
     if (sub->too_many_args) {
@@ -722,7 +710,7 @@ static void batch_run(const emu_batch_t *b, const emu_batch_ops_t *ops, void *op
                       const emu_req_t *outer, bool cont, emu_resp_t *resp, const char *err_code)
 {
     char bid[37], cid[37], bnd[64], cbnd[64];
-    sb_t s = {0};
+    dw_buf_t s = {0};
     bool failed = false;
     new_id(bid);
     snprintf(bnd, sizeof(bnd), "batchresponse_%s", bid);
@@ -784,23 +772,24 @@ static void batch_run(const emu_batch_t *b, const emu_batch_ops_t *ops, void *op
         } else {
             new_id(cid);
             snprintf(cbnd, sizeof(cbnd), "changesetresponse_%s", cid);
-            sb_printf(&s, "--%s\r\nContent-Type: multipart/mixed; boundary=%s\r\n\r\n", bnd, cbnd);
+            dw_buf_printf(&s, "--%s\r\nContent-Type: multipart/mixed; boundary=%s\r\n\r\n", bnd,
+                          cbnd);
             for (size_t k = i; k < j; k++)
                 put_part(&s, cbnd, b->parts[k].content_id, &rs[k]);
-            sb_printf(&s, "--%s--\r\n", cbnd);
+            dw_buf_printf(&s, "--%s--\r\n", cbnd);
         }
         for (size_t r = 0; r < nrefs; r++)
             free(refs[r].eid);
         i = j;
     }
-    sb_printf(&s, "--%s--\r\n", bnd);
-    if (s.oom) {
+    dw_buf_printf(&s, "--%s--\r\n", bnd);
+    if (s.fail) {
         emu_resp_error(resp, 500, err_code, "out of memory");
         goto out;
     }
     char ct[128];
     snprintf(ct, sizeof(ct), "multipart/mixed; boundary=%s", bnd);
-    emu_resp_raw(resp, failed && !cont ? 400 : 200, ct, s.buf ? s.buf : "", s.len);
+    emu_resp_raw(resp, failed && !cont ? 400 : 200, ct, s.p ? s.p : "", s.n);
     if (cont)
         emu_resp_header(resp, "Preference-Applied", "odata.continue-on-error");
 out:
@@ -808,7 +797,7 @@ out:
         emu_resp_reset(&rs[i]);
     free(rs);
     free(refs);
-    free(s.buf);
+    free(s.p);
 }
 
 void emu_batch_execute(const emu_batch_t *b, const emu_batch_ops_t *ops, void *opaque,
@@ -822,7 +811,8 @@ static bool prefers_continue(const char *prefer)
     for (const char *p = prefer; p && (p = strstr(p, "odata.continue-on-error")); p++) {
         const char *e = p + strlen("odata.continue-on-error");
         if ((p == prefer || p[-1] == ' ' || p[-1] == ',' || p[-1] == '\t') &&
-            (*e == '\0' || *e == ',' || *e == ' ' || *e == ';' || (*e == '=' && strncmp(e, "=true", 5) == 0)))
+            (*e == '\0' || *e == ',' || *e == ' ' || *e == ';' ||
+             (*e == '=' && strncmp(e, "=true", 5) == 0)))
             return true;
     }
     return false;
@@ -840,6 +830,7 @@ void emu_batch_handle(const emu_batch_ops_t *ops, void *opaque, const emu_req_t 
     else if (err)
         emu_resp_error(resp, 400, err_code, "%s", errstr);
     else
-        batch_run(&b, ops, opaque, req, prefers_continue(emu_req_header(req, "Prefer")), resp, err_code);
+        batch_run(&b, ops, opaque, req, prefers_continue(emu_req_header(req, "Prefer")), resp,
+                  err_code);
     emu_batch_clear(&b);
 }
