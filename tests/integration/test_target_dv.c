@@ -29,31 +29,22 @@ static dw_target_t *tgt;
 
 static const char *const ADMIN_H[] = {"Authorization: Bearer " ADMIN, NULL};
 
+static dw_testsys_t ts;
+
 static void start(const char *limits, size_t chunk_max)
 {
-    const char *args[] = {"-X", "emulator.admin_secret=" ADMIN, limits ? "--limits" : NULL, limits,
-                          NULL};
     char errstr[1024];
-    emu = dw_testemu_start("dv", "tgt_dv", args, NULL, errstr, sizeof(errstr));
-    cr_assert(emu, "%s", errstr);
-    conf = dw_testsys_conf(emu, "dv", errstr, sizeof(errstr));
-    cr_assert(conf, "%s", errstr);
-    dw_err_t err;
-    sys = dw_system_new(conf, "dv", &err, errstr, sizeof(errstr));
-    cr_assert(sys, "%s", errstr);
-    dw_target_opts_t o;
-    dw_target_opts_init(&o);
-    o.chunk_max = chunk_max;
-    tgt = dw_target_dv_new(sys, &o, errstr, sizeof(errstr));
-    cr_assert(tgt, "%s", errstr);
+    cr_assert_eq(dw_testsys_start(&ts, "dv", ADMIN, limits, chunk_max, errstr, sizeof(errstr)), 0,
+                 "%s", errstr);
+    emu = ts.emu;
+    conf = ts.conf;
+    sys = ts.sys;
+    tgt = ts.tgt;
 }
 
 static void stop(void)
 {
-    dw_target_destroy(tgt);
-    dw_system_destroy(sys);
-    dw_conf_destroy(conf);
-    dw_testemu_destroy(emu);
+    dw_testsys_stop(&ts);
     tgt = NULL;
     sys = NULL;
     conf = NULL;
@@ -469,8 +460,8 @@ Test(target_dv, a_call_ended_before_it_is_done_leaves_its_records_transient)
     cr_assert_not(dw_target_call_done(ca));
     cr_assert_eq(dw_target_call_end(ca, errstr, sizeof(errstr)), DW_ERR_INTERRUPTED);
     for (size_t i = 0; i < a.n; i++)
-        cr_assert(a.r[i].cls == DW_WCLASS_TRANSIENT || a.r[i].cls == DW_WCLASS_OK,
-                  "record %zu: %s", i, dw_wclass_name(a.r[i].cls));
+        cr_assert(a.r[i].cls == DW_WCLASS_TRANSIENT || a.r[i].cls == DW_WCLASS_OK, "record %zu: %s",
+                  i, dw_wclass_name(a.r[i].cls));
     cr_assert_eq(a.r[a.n - 1].cls, DW_WCLASS_TRANSIENT);
     /* the target is usable afterwards */
     write_all(&b);

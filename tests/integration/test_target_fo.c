@@ -27,31 +27,22 @@ static dw_target_t *tgt;
 
 static const char *const ADMIN_H[] = {"Authorization: Bearer " ADMIN, NULL};
 
+static dw_testsys_t ts;
+
 static void start(const char *limits, size_t chunk_max)
 {
-    const char *args[] = {"-X", "emulator.admin_secret=" ADMIN, limits ? "--limits" : NULL, limits,
-                          NULL};
     char errstr[1024];
-    emu = dw_testemu_start("fo", "tgt_fo", args, NULL, errstr, sizeof(errstr));
-    cr_assert(emu, "%s", errstr);
-    conf = dw_testsys_conf(emu, "fo", errstr, sizeof(errstr));
-    cr_assert(conf, "%s", errstr);
-    dw_err_t err;
-    sys = dw_system_new(conf, "fo", &err, errstr, sizeof(errstr));
-    cr_assert(sys, "%s", errstr);
-    dw_target_opts_t o;
-    dw_target_opts_init(&o);
-    o.chunk_max = chunk_max;
-    tgt = dw_target_fo_new(sys, &o, errstr, sizeof(errstr));
-    cr_assert(tgt, "%s", errstr);
+    cr_assert_eq(dw_testsys_start(&ts, "fo", ADMIN, limits, chunk_max, errstr, sizeof(errstr)), 0,
+                 "%s", errstr);
+    emu = ts.emu;
+    conf = ts.conf;
+    sys = ts.sys;
+    tgt = ts.tgt;
 }
 
 static void stop(void)
 {
-    dw_target_destroy(tgt);
-    dw_system_destroy(sys);
-    dw_conf_destroy(conf);
-    dw_testemu_destroy(emu);
+    dw_testsys_stop(&ts);
     tgt = NULL;
     sys = NULL;
     conf = NULL;
