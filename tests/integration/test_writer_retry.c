@@ -351,9 +351,11 @@ Test(writer_retry, per_key_order_holds_under_retries, .init = setup_fo)
     rx_used = true;
     emu = dw_testreceiver_start_fo(&rx, "emu_wrro", ADMIN, errstr, sizeof(errstr));
     cr_assert(emu, "%s", errstr);
-    /* batches of 4, failed records retried after 1.5 s (so other keys are seen to pass them) */
-    const char *extra[] = {"-X", "writer.batch_max=4",       "-X", "writer.retry_initial_ms=1500",
-                           "-X", "writer.retry_max_ms=3000", NULL};
+    /* batches of 4, failed records retried after 2.5-5 s (the backoff's jitter takes between half
+     * and all of retry_initial_ms): well after the last wave (1.2 s after the first) is produced,
+     * so the other keys are seen to pass them even on a slow machine */
+    const char *extra[] = {"-X", "writer.batch_max=4",       "-X", "writer.retry_initial_ms=5000",
+                           "-X", "writer.retry_max_ms=8000", NULL};
     start_writer(extra);
     /* the versions arrive in waves 400 ms apart, each version of a key followed by 2 other keys;
      * the first 3 record writes of waves 1 and 3 answer 503 */
@@ -462,7 +464,7 @@ Test(writer_retry, per_key_order_holds_under_retries, .init = setup_fo)
     cr_assert_gt(kwrites, NKEYS, "versions written: %d", kwrites);
     cr_log_info("K%02d was first written after %d writes of other keys", first_retried,
                 other_before);
-    /* the first batch of wave 1 (K00 v1 first) failed; its keys were retried after 1.5 s, by
+    /* the first batch of wave 1 (K00 v1 first) failed; its keys were retried after 2.5 s or more, by
      * when the other keys of the waves after it were written */
     cr_assert_geq(other_before, NOTHERS / 2,
                   "other keys kept flowing while a key waited for its retry (%d written before)",
