@@ -15,6 +15,11 @@
  * Not a test: numbers only. Topics are deleted at the end.
  *
  *   build/bin/transform_bench [EVENTS (200000)] [LIVE_RATE_PER_S (5000)] [LIVE_SECONDS (5)]
+ *
+ * Environment: DW_TRANSFORM_* settings reach the worker; TRANSFORM_BENCH_ARGS adds arguments
+ * to its command line (e.g. "-X kafka.compression.type=none"); TRANSFORM_BENCH_BROKER_PID (the
+ * local broker's process) adds the broker's CPU per 100,000 events during the backlog phase;
+ * TRANSFORM_BENCH_KEEP=1 keeps the worker's log.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -50,6 +55,32 @@ extern char **environ;
 
 static char map[64], dir[128], maps_dir[160], group[128];
 static dw_conf_t *conf;
+
+/* CPU seconds (user + system) process pid has used so far, from /proc; -1 when unknown. */
+static double proc_cpu_s(long pid)
+{
+    char path[64], buf[1024];
+    snprintf(path, sizeof(path), "/proc/%ld/stat", pid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return -1;
+    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    const char *p = strrchr(buf, ')'); /* the command name may hold spaces */
+    unsigned long long ut = 0, st = 0;
+    if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st) != 2)
+        return -1;
+    return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
+}
+
+static double self_cpu_s(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec * 1e-6 + (double)ru.ru_stime.tv_sec +
+           ru.ru_stime.tv_usec * 1e-6;
+}
 
 static int64_t wall_ms(void)
 {
@@ -109,14 +140,20 @@ static pid_t start_worker(void)
     snprintf(a_inst, sizeof(a_inst), "transform.instance_id=%s", map);
     snprintf(a_group, sizeof(a_group), "transform.group_id=%s", group);
     snprintf(log, sizeof(log), "%s/worker.log", dir);
-    char *argv[] = {path,  "-X", a_maps, "-X", a_meta,  "-X",
-                    a_map, "-X", a_inst, "-X", a_group, NULL};
+    char *argv[64] = {path, "-X", a_maps, "-X", a_meta, "-X", a_map, "-X", a_inst, "-X", a_group};
+    int argc = 11;
+    const char *extra_env = getenv("TRANSFORM_BENCH_ARGS");
+    char *extra = strdup(extra_env ? extra_env : ""), *save = NULL;
+    for (char *t = strtok_r(extra, " ", &save); t && argc < 63; t = strtok_r(NULL, " ", &save))
+        argv[argc++] = t;
+    argv[argc] = NULL;
     posix_spawn_file_actions_t fa;
     posix_spawn_file_actions_init(&fa);
     posix_spawn_file_actions_addopen(&fa, 2, log, O_WRONLY | O_CREAT | O_APPEND, 0600);
     pid_t pid = 0;
     int rc = posix_spawn(&pid, path, &fa, NULL, argv, environ);
     posix_spawn_file_actions_destroy(&fa);
+    free(extra);
     if (rc)
         die(path, strerror(rc));
     return pid;
@@ -221,7 +258,12 @@ int main(int argc, char **argv)
                           "One dw-transform worker against the local broker (DW_KAFKA_BOOTSTRAP):"
                           " backlog throughput\nwith transactions, CPU per 100,000 events, added "
                           "latency at a steady rate, and the\nin-process ceiling. Defaults: "
-                          "200000 events, 5000/s for 5 s.\n") == 0)
+                          "200000 events, 5000/s for 5 s.\n\nEnvironment: DW_TRANSFORM_* "
+                          "settings reach the worker; TRANSFORM_BENCH_ARGS adds\narguments to "
+                          "its command line (\"-X kafka.compression.type=none\"); "
+                          "TRANSFORM_BENCH_BROKER_PID\n(the broker's process) adds the broker's "
+                          "CPU per 100,000 events; TRANSFORM_BENCH_KEEP=1\nkeeps the worker's "
+                          "log.\n") == 0)
         return 0;
     int n = argc > 1 ? atoi(argv[1]) : 200000;
     int rate = argc > 2 ? atoi(argv[2]) : 5000;
@@ -279,8 +321,14 @@ int main(int argc, char **argv)
         rd_kafka_assign(rd, l);
         rd_kafka_topic_partition_list_destroy(l);
     }
+    const char *broker_env = getenv("TRANSFORM_BENCH_BROKER_PID");
+    long broker = broker_env ? atol(broker_env) : 0;
     double start = dw_bench_now();
     pid_t pid = start_worker();
+    /* CPU of the worker, the broker and this process between the first command and the last
+     * (the steady backlog phase, without the worker's startup) */
+    double cpu_w0 = -1, cpu_b0 = -1, cpu_s0 = -1, cpu_w1 = -1, cpu_b1 = -1, cpu_s1 = -1;
+    int got0 = 0, got1 = 0;
     int got = 0;
     int64_t first_ts = INT64_MAX, last_ts = 0;
     double last_seen = start;
@@ -290,6 +338,18 @@ int main(int argc, char **argv)
             continue;
         if (!m->err) {
             got++;
+            if (cpu_w0 < 0) {
+                cpu_w0 = proc_cpu_s(pid);
+                cpu_b0 = broker > 0 ? proc_cpu_s(broker) : -1;
+                cpu_s0 = self_cpu_s();
+                got0 = got;
+            }
+            if ((got - got0) % 1000 == 0 || got == n) { /* /proc is read now and then */
+                cpu_w1 = proc_cpu_s(pid);
+                cpu_b1 = broker > 0 ? proc_cpu_s(broker) : -1;
+                cpu_s1 = self_cpu_s();
+                got1 = got;
+            }
             int64_t ts = rd_kafka_message_timestamp(m, NULL);
             if (ts < first_ts)
                 first_ts = ts;
@@ -360,6 +420,16 @@ int main(int argc, char **argv)
     printf("  worker CPU: %.2f s in all = %.2f CPU s per 100,000 events (live phase included: "
            "%d events)\n",
            cpu, cpu * 100000.0 / (double)(got + nvis), nvis);
+    int steady = got1 - got0;
+    if (cpu_w0 >= 0 && steady > 0) {
+        printf("  backlog phase (first to last command read), CPU s per 100,000 events: worker "
+               "%.2f, this benchmark (reader) %.2f",
+               (cpu_w1 - cpu_w0) * 100000.0 / steady, (cpu_s1 - cpu_s0) * 100000.0 / steady);
+        if (cpu_b0 >= 0 && cpu_b1 >= 0)
+            printf(", broker %.2f (pid %ld; with whatever else it serves)",
+                   (cpu_b1 - cpu_b0) * 100000.0 / steady, broker);
+        printf("\n");
+    }
     if (nprod > 0)
         printf("  live at %d events/s for %d s: added latency (command produced - event "
                "produced) p50 %lld ms, p99 %lld ms; visible to read_committed p50 %lld ms, p99 "
@@ -381,6 +451,11 @@ int main(int argc, char **argv)
     dw_kafka_topics_delete(admin, list, DW_KAFKA_TOPIC__COUNT, 30000, errstr, sizeof(errstr));
     rd_kafka_destroy(admin);
     dw_conf_destroy(conf);
+    const char *keep = getenv("TRANSFORM_BENCH_KEEP");
+    if (keep && *keep && strcmp(keep, "0") != 0) {
+        fprintf(stderr, "transform_bench: the worker's log and maps are kept in %s\n", dir);
+        return got == n ? 0 : 1;
+    }
     char cmd[300];
     snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
     if (system(cmd) != 0)

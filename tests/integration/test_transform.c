@@ -5,11 +5,11 @@
  * Events go in with a plain producer; commands and dead letters are read back with a
  * read_committed consumer. Scenarios: the happy path (content, key, headers), poison pill and
  * mapping error in the middle of a partition, kill -9 mid-transaction and restart, three workers
- * with a rebalance under load, hot reload with a valid and an invalid map set, the worker creating
- * the missing topics of a fresh map at start, a zombie instance (same transform.instance_id)
- * being fenced, a zombie of an older group generation (stopped past its session while the group
- * gave its partitions to another worker) being fenced (KIP-447), and an event of a map that is
- * not loaded going to dw._unknown.dlq.
+ * with a rebalance under load, a rebalance while a backlog waits in the mapping queue, hot reload
+ * with a valid and an invalid map set, the worker creating the missing topics of a fresh map at
+ * start, a zombie instance (same transform.instance_id) being fenced, a zombie of an older group
+ * generation (stopped past its session while the group gave its partitions to another worker) being
+ * fenced (KIP-447), and an event of a map that is not loaded going to dw._unknown.dlq.
  */
 #include <criterion/criterion.h>
 
@@ -606,6 +606,36 @@ Test(transform_it, three_workers_rebalance_under_load_and_every_event_has_one_co
     reader_close(&r);
     wait_log("w3", "assigned", 10000);
     cr_assert_eq(stop_worker(2), 0);
+    cr_assert_eq(stop_worker(1), 0);
+    cr_assert_eq(stop_worker(0), 0);
+}
+
+/* The worker takes messages from the consumer and maps them well ahead of what it produces (up
+ * to transform.queue_messages): with a backlog and small transactions, thousands of taken but
+ * unproduced messages are in its queue when partitions are revoked. None of them may be produced
+ * after the partitions went (the new owner redoes them from the committed offsets). */
+Test(transform_it,
+     a_rebalance_while_a_backlog_waits_in_the_mapping_queue_loses_and_duplicates_nothing)
+{
+    const int n = 12000;
+    create_topics(6);
+    for (int i = 0; i < n; i++)
+        produce_event(i, i % 6);
+    flush();
+    /* only the six partitions that hold events, so some of them move to the second worker */
+    char pattern[256];
+    snprintf(pattern, sizeof(pattern), "transform.subscribe_pattern=^dw\\.%s\\.fo$", map);
+    extra_arg = pattern;
+    start_worker(0, "b1", 40, 50); /* small transactions: the backlog drains slowly */
+    wait_log("b1", "assigned", 15000);
+    dw_time_sleep_ms(300);
+    start_worker(1, "b2", 40, 50);
+    wait_log("b1", "revoked", 15000);
+    reader_t r;
+    reader_open(&r, DW_KAFKA_TOPIC_TO_DV, 6);
+    reader_read(&r, (size_t)n, 90000, 2000);
+    assert_exactly_once(&r, n);
+    reader_close(&r);
     cr_assert_eq(stop_worker(1), 0);
     cr_assert_eq(stop_worker(0), 0);
 }

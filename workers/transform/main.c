@@ -7,6 +7,7 @@
  */
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "dw_cli.h"
 #include "dw_config.h"
@@ -29,6 +30,8 @@ static const char *const tx_kafka_defaults[] = {
     "kafka.queued.max.messages.kbytes",
     "transform.linger_ms",
     "kafka.linger.ms",
+    "transform.compression",
+    "kafka.compression.type",
     NULL,
 };
 
@@ -66,7 +69,10 @@ int main(int argc, char **argv)
             continue;
         }
         char value[32];
-        snprintf(value, sizeof(value), "%lld", dw_conf_get_int(conf, key));
+        if (strcmp(key, "transform.compression") == 0)
+            snprintf(value, sizeof(value), "%s", dw_conf_get_str(conf, key));
+        else
+            snprintf(value, sizeof(value), "%lld", dw_conf_get_int(conf, key));
         if (dw_conf_set(conf, kkey, value, DW_CONF_SRC_DEFAULT, key, errstr, sizeof(errstr)) !=
             DW_OK) {
             fprintf(stderr, "dw-transform: %s\n", errstr);

@@ -2,6 +2,7 @@
  * transform: dw-transform's modules.
  *   transform_process.c  one captured message -> its outcome (command, drop, skip, dead letter);
  *                        pure: no Kafka, no clock, unit-tested
+ *   transform_pool.c     mapping threads: a ring of consumed messages mapped ahead of the loop
  *   transform_loop.c     the consume -> produce -> send offsets -> commit loop, rebalances,
  *                        reload, shutdown
  *   transform_stats.c    counters and their periodic log line
@@ -62,20 +63,44 @@ void tx_outcome_clear(tx_outcome_t *out);
 
 /* ---------------------------------------------------------------- parallel mapping */
 
+/* One message taken from the consumer and its outcome, in the pool's ring. */
+typedef struct tx_item_s {
+    rd_kafka_message_t *msg; /* owned by the pool */
+    tx_outcome_t out;        /* valid once done */
+    dw_err_t err;            /* tx_process's result, once done */
+    bool done;               /* mapped (read it through tx_pool_ready) */
+    int64_t t0_us;           /* when it was taken from the consumer (latency) */
+} tx_item_t;
+
 typedef struct tx_pool_s tx_pool_t;
 
-/* A pool of nthreads mapping threads (0: the caller maps alone). NULL when out of resources. */
-tx_pool_t *tx_pool_new(int nthreads);
-/* tx_process every message of msgs[0..n) (borrowed) into outs[i] / errs[i], on the pool's threads
- * and the caller's; returns when all are done. Not reentrant: one caller. */
-void tx_pool_map(tx_pool_t *pool, const dw_mapset_t *set, rd_kafka_message_t **msgs, size_t n,
-                 size_t max_bytes, tx_outcome_t *outs, dw_err_t *errs);
-/* The same in two halves: tx_pool_start hands the batch to the pool's threads and returns at
- * once (the arrays stay borrowed until tx_pool_wait returns); tx_pool_wait maps what is left on
- * the caller's thread and waits until every message has its outcome. One batch at a time. */
-void tx_pool_start(tx_pool_t *pool, const dw_mapset_t *set, rd_kafka_message_t **msgs, size_t n,
-                   size_t max_bytes, tx_outcome_t *outs, dw_err_t *errs);
-void tx_pool_wait(tx_pool_t *pool);
+/*
+ * A ring of capacity messages mapped by nthreads threads (0: only by the caller, through
+ * tx_pool_help) with tx_process and the maps of tx_pool_set_maps. One caller (the loop thread)
+ * pushes, reads, pops and clears; the threads map the pushed messages in any order, the caller
+ * takes the outcomes in push order. NULL when out of resources.
+ */
+tx_pool_t *tx_pool_new(int nthreads, size_t capacity, size_t max_bytes);
+/* The maps the next messages are mapped with (borrowed). Only while the ring is empty. */
+void tx_pool_set_maps(tx_pool_t *pool, const dw_mapset_t *set);
+/* Messages held (pushed, not popped) and free slots. */
+size_t tx_pool_count(const tx_pool_t *pool);
+size_t tx_pool_room(const tx_pool_t *pool);
+/* Append msgs[0..n) (takes ownership; the array's entries are set to NULL); n <= room. */
+void tx_pool_push(tx_pool_t *pool, rd_kafka_message_t **msgs, size_t n, int64_t t0_us);
+/* How many items from the head on are mapped (contiguously). */
+size_t tx_pool_ready(tx_pool_t *pool);
+/* Item k (< tx_pool_ready) counted from the head (borrowed, until popped). */
+tx_item_t *tx_pool_item(tx_pool_t *pool, size_t k);
+/* Map one message nobody has claimed on the caller's thread; false when there is none. */
+bool tx_pool_help(tx_pool_t *pool);
+/* Wait up to timeout_ms for the head item to be mapped by a thread; true when it is. Returns
+ * at once when the pool has no threads and nobody maps it (the caller helps). */
+bool tx_pool_wait_head(tx_pool_t *pool, int timeout_ms);
+/* Let go of the k items from the head (mapped): outcomes cleared, messages destroyed. */
+void tx_pool_pop(tx_pool_t *pool, size_t k);
+/* Let go of every item held, mapped or not (waits for the ones being mapped). */
+void tx_pool_clear(tx_pool_t *pool);
 void tx_pool_destroy(tx_pool_t *pool);
 
 /* ---------------------------------------------------------------- counters */

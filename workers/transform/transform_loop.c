@@ -13,6 +13,11 @@
  * librdkafka 2.0.2 may need a second abort to bump the epoch); a fatal one (fenced) ends the
  * process. On a revoke the open transaction is committed (aborted when the partitions were lost)
  * before the partitions go, so the next owner starts exactly where this one stopped.
+ *
+ * The messages taken from the consumer wait in the mapping queue (transform_pool.c), where the
+ * mapping threads map them while this thread produces and commits; only produced messages belong
+ * to the transaction, so whenever the consumer goes back to the committed offsets (revoke, abort,
+ * reload) the queue is let go and its messages are consumed again.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -45,7 +50,7 @@ const dw_conf_def_t tx_conf_defs[] = {
     {"transform.transactional_id_prefix", DW_CONF_STR, "dw-transform", 0, 0, NULL, 0, NULL,
      "transactional.id is <prefix>-<instance_id>"},
     {"transform.commit_messages", DW_CONF_INT, "2000", 1, 1000000, NULL, 0, NULL,
-     "commit the transaction after this many input messages (also the batch cap)"},
+     "commit the transaction after this many input messages (also the transaction's cap)"},
     {"transform.commit_interval_ms", DW_CONF_INT, "100", 1, 600000, NULL, 0, NULL,
      "commit the open transaction when it is this old (ms)"},
     {"transform.max_event_bytes", DW_CONF_INT, "1048576", 64, 1e9, NULL, 0, NULL,
@@ -58,7 +63,10 @@ const dw_conf_def_t tx_conf_defs[] = {
      "mapping threads besides the loop thread (0: the loop thread maps alone); Kafka I/O stays "
      "on the loop thread"},
     {"transform.batch_messages", DW_CONF_INT, "500", 1, 100000, NULL, 0, NULL,
-     "messages taken from the consumer and mapped together (in parallel) at most"},
+     "messages taken from the consumer in one turn of the loop, at most"},
+    {"transform.queue_messages", DW_CONF_INT, "4000", 1, 1000000, NULL, 0, NULL,
+     "messages taken from the consumer and not produced yet, at most: the mapping threads map "
+     "them while the loop thread produces and commits"},
     {"transform.poll_ms", DW_CONF_INT, "100", 1, 10000, NULL, 0, NULL,
      "longest wait for a message, in ms"},
     {"transform.stats_interval_ms", DW_CONF_INT, "10000", 0, 86400000, NULL, 0, NULL,
@@ -70,22 +78,16 @@ const dw_conf_def_t tx_conf_defs[] = {
     {"transform.create_topics", DW_CONF_BOOL, "true", 0, 0, NULL, 0, NULL,
      "at start and reload, create the missing topics of the served maps and dw._unknown.dlq "
      "(topics.* settings); false: only check and warn"},
-    {"transform.prefetch_kbytes", DW_CONF_INT, "16384", 1, 2097151, NULL, 0, NULL,
+    {"transform.prefetch_kbytes", DW_CONF_INT, "65536", 1, 2097151, NULL, 0, NULL,
      "consumer prefetch bound, KB (kafka.queued.max.messages.kbytes; an explicit kafka.* value "
      "wins)"},
     {"transform.linger_ms", DW_CONF_INT, "5", 0, 900000, NULL, 0, NULL,
      "producer batching delay, ms (kafka.linger.ms; an explicit kafka.* value wins)"},
+    {"transform.compression", DW_CONF_ENUM, "lz4", 0, 0, "none|gzip|snappy|lz4|zstd", 0, NULL,
+     "compression of the produced batches (kafka.compression.type; an explicit kafka.* value "
+     "wins): lz4 costs the worker little and saves the broker CPU, disk and network"},
     DW_CONF_END,
 };
-
-/* One batch of fetched messages and their outcomes. */
-typedef struct tx_batch_s {
-    rd_kafka_message_t **msgs; /* owned */
-    tx_outcome_t *outs;
-    dw_err_t *errs;
-    size_t n;
-    int64_t t0_us; /* when its mapping started (latency) */
-} tx_batch_t;
 
 struct tx_loop_s {
     const dw_conf_t *conf;
@@ -104,16 +106,15 @@ struct tx_loop_s {
     tx_pending_t pending;
     int aborts_in_row;
     bool need_rewind;
-    /* the pipeline: one batch is mapped on the pool's threads while the loop thread produces
-     * the batch before it (and commits), so producing and committing overlap the mapping */
+    /* the pipeline: the messages taken from the consumer wait in the pool's ring, where its
+     * threads map them, while the loop thread produces the mapped ones in order and commits */
     tx_pool_t *pool;
-    tx_batch_t slots[2];
-    tx_batch_t *inflight; /* handed to the pool, not produced yet, or NULL */
-    uint64_t rebalance_epoch; /* bumped by every assign and revoke */
-    uint64_t revoke_epoch;    /* bumped by every revoke */
-    uint64_t abort_epoch;     /* bumped by every abort */
+    rd_kafka_message_t **taken; /* one turn's messages, batch_messages of them at most */
+    uint64_t rebalance_epoch;   /* bumped by every assign and revoke */
+    uint64_t revoke_epoch;      /* bumped by every revoke */
+    uint64_t abort_epoch;       /* bumped by every abort */
     /* settings */
-    long long threads, batch_messages;
+    long long threads, batch_messages, queue_messages;
     long long commit_messages, commit_interval_ms, max_event_bytes, txn_timeout_ms, max_aborts,
         poll_ms, stats_interval_ms;
     /* outcome */
@@ -464,7 +465,8 @@ static void tx_produce(tx_loop_t *loop, const dw_kafka_msg_t *m, rd_kafka_header
 
 /* Produce the outcome of one message (mapped already) in the open transaction and remember its
  * offset. out: borrowed (the caller clears it). */
-static void tx_emit(tx_loop_t *loop, rd_kafka_message_t *rkm, const tx_outcome_t *outp, int64_t t0)
+static void tx_emit(tx_loop_t *loop, rd_kafka_message_t *rkm, const tx_outcome_t *outp, int64_t t0,
+                    int64_t now_us)
 {
     const tx_outcome_t *o = outp;
     const char *topic = rd_kafka_topic_name(rkm->rkt);
@@ -536,74 +538,56 @@ static void tx_emit(tx_loop_t *loop, rd_kafka_message_t *rkm, const tx_outcome_t
     if (!p)
         p = rd_kafka_topic_partition_list_add(loop->offsets, topic, rkm->partition);
     p->offset = rkm->offset + 1;
-    tx_counters_latency(&loop->counters, (uint64_t)(dw_time_mono_us() - t0));
+    tx_counters_latency(&loop->counters, (uint64_t)(now_us > t0 ? now_us - t0 : 0));
 }
 
-/* Drop a batch: its messages are consumed again (after a rewind, or by the partitions' next
- * owner, from the committed offsets). Waits for the pool first when the batch is in flight. */
-static void batch_drop(tx_loop_t *loop, tx_batch_t *b)
-{
-    if (b == loop->inflight) {
-        tx_pool_wait(loop->pool);
-        loop->inflight = NULL;
-    }
-    for (size_t i = 0; i < b->n; i++) {
-        tx_outcome_clear(&b->outs[i]);
-        rd_kafka_message_destroy(b->msgs[i]);
-    }
-    b->n = 0;
-}
-
-/* Hand a batch to the pool's threads. */
-static void batch_start(tx_loop_t *loop, tx_batch_t *b)
-{
-    b->t0_us = dw_time_mono_us();
-    tx_pool_start(loop->pool, loop->set, b->msgs, b->n, (size_t)loop->max_event_bytes, b->outs,
-                  b->errs);
-    loop->inflight = b;
-}
-
-/* Produce the outcomes of a mapped batch in input order, in the open transaction (begun when
- * none is); its messages are let go. An abort on the way: the rest is consumed again. */
-static void batch_emit(tx_loop_t *loop, tx_batch_t *b)
+/* Produce the mapped outcomes at the head of the pool's ring, in input order, in the open
+ * transaction (begun when none is), until the transaction holds transform.commit_messages input
+ * messages. When the head is not mapped yet, wait briefly for a thread to map it (map it here
+ * when there are no threads). An abort on the way: the caller lets go of the ring (consumed
+ * again after the rewind). */
+static void emit_ready(tx_loop_t *loop)
 {
     uint64_t aborts = loop->abort_epoch;
-    if (!loop->fatal && !loop->txn_open && b->n > 0)
-        tx_begin(loop);
-    for (size_t i = 0; i < b->n; i++) {
-        if (loop->fatal || !loop->txn_open || loop->abort_epoch != aborts)
-            break; /* aborted and rewound: the rest is consumed again */
-        if (b->errs[i]) {
-            tx_fatal(loop, b->errs[i], "out of memory");
-            break;
-        }
-        tx_emit(loop, b->msgs[i], &b->outs[i], b->t0_us);
+    size_t k = tx_pool_ready(loop->pool);
+    while (k == 0 && tx_pool_count(loop->pool) > 0) {
+        /* the loop thread maps only when there are no mapping threads: its time is better
+         * spent producing and committing, the serial part */
+        bool mapped = loop->threads == 0 && tx_pool_help(loop->pool);
+        if (!mapped && !tx_pool_wait_head(loop->pool, 5))
+            break; /* a thread is still at it: back to the consumer */
+        k = tx_pool_ready(loop->pool);
     }
-    for (size_t i = 0; i < b->n; i++) {
-        tx_outcome_clear(&b->outs[i]);
-        rd_kafka_message_destroy(b->msgs[i]);
-    }
-    b->n = 0;
-    if (loop->abort_epoch != aborts && loop->inflight)
-        batch_drop(loop, loop->inflight); /* fetched before the rewind: consumed again */
-}
-
-/* Wait for the batch in flight and produce it. */
-static void batch_produce(tx_loop_t *loop)
-{
-    tx_batch_t *b = loop->inflight;
-    if (!b)
+    long long room = loop->commit_messages - (long long)loop->pending.consumed;
+    if (room <= 0)
+        return; /* the transaction is full: commit first */
+    if ((long long)k > room)
+        k = (size_t)room;
+    if (k == 0 || loop->fatal)
         return;
-    tx_pool_wait(loop->pool);
-    loop->inflight = NULL;
-    batch_emit(loop, b);
+    if (!loop->txn_open && tx_begin(loop) != DW_OK)
+        return;
+    int64_t now_us = dw_time_mono_us();
+    size_t i = 0;
+    for (; i < k; i++) {
+        if (loop->fatal || !loop->txn_open || loop->abort_epoch != aborts)
+            return; /* aborted and rewound: the ring is consumed again */
+        tx_item_t *it = tx_pool_item(loop->pool, i);
+        if (it->err) {
+            tx_fatal(loop, it->err, "out of memory");
+            return;
+        }
+        tx_emit(loop, it->msg, &it->out, it->t0_us, now_us);
+    }
+    if (loop->fatal || loop->abort_epoch != aborts)
+        return;
+    tx_pool_pop(loop->pool, i);
 }
 
 /* ---------------------------------------------------------------- reload */
 
 static void tx_reload(tx_loop_t *loop)
 {
-    batch_produce(loop); /* what was mapped with the old set goes out before the swap */
     char errstr[1024];
     const char *maps_dir = dw_conf_get_str(loop->conf, "maps.dir");
     const char *meta_dir = dw_conf_get_str(loop->conf, "maps.metadata_dir");
@@ -624,8 +608,14 @@ static void tx_reload(tx_loop_t *loop)
     }
     if (ensure_topics(loop, set, errstr, sizeof(errstr)) != DW_OK)
         DW_WARN(FAC, "reload: %s", errstr); /* a new map's commands abort until they exist */
-    /* one transaction, one map set */
+    /* one transaction, one map set: what was produced with the old set is committed, what was
+     * taken from the consumer but not produced yet is let go and consumed again (from the
+     * committed offsets) to be mapped with the new set */
     tx_commit(loop, false);
+    tx_pool_clear(loop->pool);
+    if (!loop->fatal)
+        rewind_now(loop);
+    tx_pool_set_maps(loop->pool, set);
     dw_mapset_destroy(loop->set);
     loop->set = set;
     loop->counters.reloads++;
@@ -705,17 +695,12 @@ tx_loop_t *tx_loop_new(const dw_conf_t *conf, int *exit_code, char *errstr, size
     loop->stats_interval_ms = dw_conf_get_int(conf, "transform.stats_interval_ms");
     loop->threads = dw_conf_get_int(conf, "transform.threads");
     loop->batch_messages = dw_conf_get_int(conf, "transform.batch_messages");
+    loop->queue_messages = dw_conf_get_int(conf, "transform.queue_messages");
     offsets_reset(loop);
-    bool slots_ok = true;
-    for (int k = 0; k < 2; k++) {
-        tx_batch_t *b = &loop->slots[k];
-        b->msgs = calloc((size_t)loop->batch_messages, sizeof(*b->msgs));
-        b->outs = calloc((size_t)loop->batch_messages, sizeof(*b->outs));
-        b->errs = calloc((size_t)loop->batch_messages, sizeof(*b->errs));
-        slots_ok = slots_ok && b->msgs && b->outs && b->errs;
-    }
-    loop->pool = tx_pool_new((int)loop->threads);
-    if (!slots_ok || !loop->pool) {
+    loop->taken = calloc((size_t)loop->batch_messages, sizeof(*loop->taken));
+    loop->pool = tx_pool_new((int)loop->threads, (size_t)loop->queue_messages,
+                             (size_t)loop->max_event_bytes);
+    if (!loop->taken || !loop->pool) {
         dw_errf(DW_ERR_NOMEM, errstr, errstr_size, "out of memory or threads");
         tx_loop_destroy(loop);
         return NULL;
@@ -757,6 +742,7 @@ tx_loop_t *tx_loop_new(const dw_conf_t *conf, int *exit_code, char *errstr, size
         *exit_code = 2;
         goto fail;
     }
+    tx_pool_set_maps(loop->pool, loop->set);
     if (build_topics(loop, loop->set, &loop->topics, &loop->ntopics) != DW_OK) {
         dw_errf(DW_ERR_NOMEM, errstr, errstr_size, "out of memory");
         goto fail;
@@ -856,65 +842,54 @@ dw_err_t tx_loop_run(tx_loop_t *loop, char *errstr, size_t errstr_size)
             }
         }
         int timeout = (int)loop->poll_ms;
-        if (loop->inflight) {
-            timeout = 0; /* a batch waits to be produced: take what is ready, no more */
+        if (tx_pool_count(loop->pool) > 0) {
+            timeout = 0; /* messages wait to be produced: take what is ready, no more */
         } else if (loop->txn_open) {
             int64_t left = loop->txn_start_ms + loop->commit_interval_ms - dw_time_mono_ms();
             timeout = left < 0 ? 0 : (left < timeout ? (int)left : timeout);
         }
-        /* gather a batch into the free slot: wait for the first message, take what is ready
-         * after it (while the pool maps the batch in flight) */
-        tx_batch_t *b = loop->inflight == &loop->slots[0] ? &loop->slots[1] : &loop->slots[0];
-        size_t cap = (size_t)loop->batch_messages;
-        long long room = loop->commit_messages - (long long)loop->pending.consumed -
-                         (long long)(loop->inflight ? loop->inflight->n : 0);
-        if (room < 1)
-            room = 1;
-        if ((size_t)room < cap)
-            cap = (size_t)room;
+        /* take what the ring has room for: wait for the first message, take what is ready after
+         * it (while the pool's threads map the messages taken before) */
+        size_t cap = tx_pool_room(loop->pool), n = 0;
+        if (cap > (size_t)loop->batch_messages)
+            cap = (size_t)loop->batch_messages;
         uint64_t revokes = loop->revoke_epoch, aborts = loop->abort_epoch;
-        rd_kafka_message_t *rkm = rd_kafka_consumer_poll(loop->consumer, timeout);
+        rd_kafka_message_t *rkm = cap > 0 ? rd_kafka_consumer_poll(loop->consumer, timeout) : NULL;
         while (rkm) {
             if (rkm->err) {
                 consumer_error(loop, rkm);
                 rd_kafka_message_destroy(rkm);
             } else {
-                b->msgs[b->n++] = rkm;
+                loop->taken[n++] = rkm;
             }
-            if (b->n >= cap || loop->fatal)
+            if (n >= cap || loop->fatal)
                 break;
             rkm = rd_kafka_consumer_poll(loop->consumer, 0);
         }
         if (loop->need_rewind || revokes != loop->revoke_epoch || aborts != loop->abort_epoch) {
             /* partitions went (their transaction was committed or aborted in the callback):
-             * nothing fetched before is produced; the consumer goes back to the committed
+             * nothing taken before is produced; the consumer goes back to the committed
              * offsets of what it still owns, so no message is lost or produced twice even when
              * a partition came back in the same turn */
-            if (loop->inflight)
-                batch_drop(loop, loop->inflight);
-            batch_drop(loop, b);
+            for (size_t i = 0; i < n; i++)
+                rd_kafka_message_destroy(loop->taken[i]);
+            tx_pool_clear(loop->pool);
             if (!loop->fatal) {
                 tx_commit(loop, false);
                 rewind_now(loop);
             }
             continue;
         }
-        /* map the new batch on the pool's threads while this one produces the one before */
-        tx_batch_t *prev = loop->inflight;
-        if (prev) {
-            tx_pool_wait(loop->pool); /* the loop thread helps with what is left of it */
-            loop->inflight = NULL;
-        }
-        if (b->n > 0 && !loop->fatal)
-            batch_start(loop, b);
-        if (prev)
-            batch_emit(loop, prev);
+        if (n > 0)
+            tx_pool_push(loop->pool, loop->taken, n, dw_time_mono_us());
+        /* produce what is mapped, in order; commit when due, while the threads map on */
+        emit_ready(loop);
         int64_t now = dw_time_mono_ms();
         if (loop->txn_open && ((long long)loop->pending.consumed >= loop->commit_messages ||
                                now - loop->txn_start_ms >= loop->commit_interval_ms))
-            tx_commit(loop, false); /* while the pool maps the next batch */
-        if (loop->abort_epoch != aborts && loop->inflight)
-            batch_drop(loop, loop->inflight); /* aborted and rewound: consumed again */
+            tx_commit(loop, false);
+        if (loop->abort_epoch != aborts)
+            tx_pool_clear(loop->pool); /* aborted and rewound: consumed again */
         if (loop->stats_interval_ms > 0 && now - last_stats >= loop->stats_interval_ms) {
             char line[1024];
             tx_counters_format(&loop->counters, line, sizeof(line));
@@ -924,11 +899,10 @@ dw_err_t tx_loop_run(tx_loop_t *loop, char *errstr, size_t errstr_size)
     }
     if (!loop->fatal) {
         DW_INFO(FAC, "stopping: committing the open transaction");
-        batch_produce(loop);
         tx_commit(loop, false);
     }
-    if (loop->inflight)
-        batch_drop(loop, loop->inflight);
+    /* taken but not produced: the next owner consumes it from the committed offsets */
+    tx_pool_clear(loop->pool);
     char line[1024];
     tx_counters_format(&loop->counters, line, sizeof(line));
     DW_INFO(FAC, "counters: %s", line);
@@ -946,6 +920,8 @@ void tx_loop_destroy(tx_loop_t *loop)
 {
     if (!loop)
         return;
+    if (loop->pool)
+        tx_pool_clear(loop->pool); /* the messages go before their consumer */
     if (loop->consumer) {
         /* close: the revoke callback sees no open transaction (committed by tx_loop_run, or
          * left to the broker to abort after a fatal error) */
@@ -960,14 +936,7 @@ void tx_loop_destroy(tx_loop_t *loop)
     if (loop->offsets)
         rd_kafka_topic_partition_list_destroy(loop->offsets);
     tx_pool_destroy(loop->pool);
-    for (int k = 0; k < 2; k++) {
-        tx_batch_t *b = &loop->slots[k];
-        if (b->msgs)
-            batch_drop(loop, b);
-        free(b->msgs);
-        free(b->outs);
-        free(b->errs);
-    }
+    free(loop->taken);
     dw_mapset_destroy(loop->set);
     free_names(loop->served, loop->nserved);
     free_names(loop->topics, loop->ntopics);

@@ -1,15 +1,16 @@
 /*
- * transform_pool: maps a batch of messages on several threads. tx_process is pure (the map set
- * is read-only, the mapper thread-safe), so the batch is split by an atomic index between the
- * calling thread and the pool's threads; the caller waits until every message has its outcome
- * and every thread has let go of the batch, then produces the outcomes in order itself. Only
- * the calling thread touches Kafka. tx_pool_start/tx_pool_wait split it, so the caller can
- * produce the previous batch (and commit) while the threads map the next one.
+ * transform_pool: maps captured messages on several threads, ahead of the loop thread that
+ * produces them. A ring of slots: the loop thread pushes the messages it takes from the
+ * consumer (in consumption order), the mapping threads claim them one at a time and fill in
+ * their outcomes (tx_process is pure: the map set is read-only, the mapper thread-safe), and the
+ * loop thread takes the mapped outcomes from the head, in order, produces them and pops them.
+ * So mapping goes on while the loop thread produces, sends the offsets and waits for a commit.
+ * Only the loop thread touches Kafka; it alone pushes, pops and clears.
  */
 #include <pthread.h>
-#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "transform.h"
 
@@ -17,68 +18,84 @@ struct tx_pool_s {
     pthread_t *threads;
     int nthreads;
     pthread_mutex_t mu;
-    pthread_cond_t cv_work, cv_done;
-    uint64_t gen; /* job number, under mu */
-    bool quit;    /* under mu */
-    int active;   /* threads holding the current job, under mu */
-    /* the current job, written under mu while no thread holds it */
-    const dw_mapset_t *set;
-    rd_kafka_message_t **msgs;
-    tx_outcome_t *outs;
-    dw_err_t *errs;
-    size_t n;
+    pthread_cond_t cv_work; /* an item to claim, or quit */
+    pthread_cond_t cv_done; /* an item mapped while the loop thread waits */
+    bool quit;
+    const dw_mapset_t *set; /* borrowed; changed only while the ring is empty */
     size_t max_bytes;
-    atomic_size_t next, done;
+    tx_item_t *items; /* the ring: item s lives in items[s % cap] */
+    size_t cap;
+    /* sequence numbers, under mu: head <= claim <= tail. [head, tail) are held, [head, claim)
+     * were claimed (mapped or being mapped), [claim, tail) wait for a thread */
+    uint64_t head, claim, tail;
+    int busy;    /* items being mapped */
+    int idle;    /* threads waiting for work */
+    int waiters; /* the loop thread waits in cv_done */
 };
 
-static void run_items(tx_pool_t *pool)
+static tx_item_t *slot(const tx_pool_t *pool, uint64_t s)
 {
-    for (;;) {
-        size_t i = atomic_fetch_add(&pool->next, 1);
-        if (i >= pool->n)
-            break;
-        rd_kafka_message_t *m = pool->msgs[i];
-        pool->errs[i] = tx_process(pool->set, rd_kafka_topic_name(m->rkt), m->payload, m->len,
-                                   pool->max_bytes, &pool->outs[i]);
-        atomic_fetch_add(&pool->done, 1);
-    }
+    return &pool->items[s % pool->cap];
+}
+
+/* Claim the next item, map it outside the lock, mark it done. Called and returns with mu held;
+ * false when there is nothing to claim. */
+static bool map_one_locked(tx_pool_t *pool)
+{
+    if (pool->claim == pool->tail)
+        return false;
+    tx_item_t *it = slot(pool, pool->claim++);
+    const dw_mapset_t *set = pool->set;
+    size_t max_bytes = pool->max_bytes;
+    pool->busy++;
+    pthread_mutex_unlock(&pool->mu);
+    rd_kafka_message_t *m = it->msg;
+    dw_err_t err =
+        tx_process(set, rd_kafka_topic_name(m->rkt), m->payload, m->len, max_bytes, &it->out);
+    pthread_mutex_lock(&pool->mu);
+    it->err = err;
+    it->done = true;
+    pool->busy--;
+    if (pool->waiters > 0)
+        pthread_cond_broadcast(&pool->cv_done);
+    return true;
 }
 
 static void *worker(void *arg)
 {
     tx_pool_t *pool = arg;
-    uint64_t seen = 0;
     pthread_mutex_lock(&pool->mu);
-    for (;;) {
-        while (!pool->quit && pool->gen == seen)
-            pthread_cond_wait(&pool->cv_work, &pool->mu);
-        if (pool->quit)
-            break;
-        seen = pool->gen;
-        pool->active++;
-        pthread_mutex_unlock(&pool->mu);
-        run_items(pool);
-        pthread_mutex_lock(&pool->mu);
-        pool->active--;
-        pthread_cond_signal(&pool->cv_done);
+    while (!pool->quit) {
+        if (map_one_locked(pool))
+            continue;
+        pool->idle++;
+        pthread_cond_wait(&pool->cv_work, &pool->mu);
+        pool->idle--;
     }
     pthread_mutex_unlock(&pool->mu);
     return NULL;
 }
 
-tx_pool_t *tx_pool_new(int nthreads)
+tx_pool_t *tx_pool_new(int nthreads, size_t capacity, size_t max_bytes)
 {
     tx_pool_t *pool = calloc(1, sizeof(*pool));
+    pthread_condattr_t ca;
     if (!pool)
         return NULL;
     pthread_mutex_init(&pool->mu, NULL);
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     pthread_cond_init(&pool->cv_work, NULL);
-    pthread_cond_init(&pool->cv_done, NULL);
-    atomic_init(&pool->next, 0);
-    atomic_init(&pool->done, 0);
+    pthread_cond_init(&pool->cv_done, &ca);
+    pthread_condattr_destroy(&ca);
+    pool->cap = capacity > 0 ? capacity : 1;
+    pool->max_bytes = max_bytes;
+    if (!(pool->items = calloc(pool->cap, sizeof(*pool->items)))) {
+        tx_pool_destroy(pool);
+        return NULL;
+    }
     if (nthreads > 0) {
-        pool->threads = calloc((size_t)nthreads, sizeof(pthread_t));
-        if (!pool->threads) {
+        if (!(pool->threads = calloc((size_t)nthreads, sizeof(pthread_t)))) {
             tx_pool_destroy(pool);
             return NULL;
         }
@@ -93,43 +110,120 @@ tx_pool_t *tx_pool_new(int nthreads)
     return pool;
 }
 
-void tx_pool_start(tx_pool_t *pool, const dw_mapset_t *set, rd_kafka_message_t **msgs, size_t n,
-                   size_t max_bytes, tx_outcome_t *outs, dw_err_t *errs)
+void tx_pool_set_maps(tx_pool_t *pool, const dw_mapset_t *set)
 {
     pthread_mutex_lock(&pool->mu);
-    /* a thread that woke late for the previous batch (and found it finished) lets go first */
-    while (pool->active > 0)
-        pthread_cond_wait(&pool->cv_done, &pool->mu);
     pool->set = set;
-    pool->msgs = msgs;
-    pool->outs = outs;
-    pool->errs = errs;
-    pool->n = n;
-    pool->max_bytes = max_bytes;
-    atomic_store(&pool->next, 0);
-    atomic_store(&pool->done, 0);
-    if (pool->nthreads > 0 && n > 0) {
-        pool->gen++;
-        pthread_cond_broadcast(&pool->cv_work);
+    pthread_mutex_unlock(&pool->mu);
+}
+
+size_t tx_pool_count(const tx_pool_t *pool)
+{
+    return (size_t)(pool->tail - pool->head); /* both written by the caller's thread only */
+}
+
+size_t tx_pool_room(const tx_pool_t *pool)
+{
+    return pool->cap - tx_pool_count(pool);
+}
+
+void tx_pool_push(tx_pool_t *pool, rd_kafka_message_t **msgs, size_t n, int64_t t0_us)
+{
+    for (size_t i = 0; i < n; i++) {
+        tx_item_t *it = slot(pool, pool->tail + i); /* free: no thread looks at it */
+        it->msg = msgs[i];
+        it->err = DW_OK;
+        it->done = false;
+        it->t0_us = t0_us;
+        msgs[i] = NULL;
     }
-    pthread_mutex_unlock(&pool->mu);
-}
-
-void tx_pool_wait(tx_pool_t *pool)
-{
-    run_items(pool);
     pthread_mutex_lock(&pool->mu);
-    while (atomic_load(&pool->done) < pool->n || pool->active > 0)
-        pthread_cond_wait(&pool->cv_done, &pool->mu);
-    pool->n = 0;
+    pool->tail += n;
+    if (pool->idle > 0)
+        pthread_cond_broadcast(&pool->cv_work);
     pthread_mutex_unlock(&pool->mu);
 }
 
-void tx_pool_map(tx_pool_t *pool, const dw_mapset_t *set, rd_kafka_message_t **msgs, size_t n,
-                 size_t max_bytes, tx_outcome_t *outs, dw_err_t *errs)
+size_t tx_pool_ready(tx_pool_t *pool)
 {
-    tx_pool_start(pool, set, msgs, n, max_bytes, outs, errs);
-    tx_pool_wait(pool);
+    size_t k = 0;
+    pthread_mutex_lock(&pool->mu);
+    while (pool->head + k < pool->claim && slot(pool, pool->head + k)->done)
+        k++;
+    pthread_mutex_unlock(&pool->mu);
+    return k;
+}
+
+tx_item_t *tx_pool_item(tx_pool_t *pool, size_t k)
+{
+    return slot(pool, pool->head + k);
+}
+
+bool tx_pool_help(tx_pool_t *pool)
+{
+    pthread_mutex_lock(&pool->mu);
+    bool did = map_one_locked(pool);
+    pthread_mutex_unlock(&pool->mu);
+    return did;
+}
+
+bool tx_pool_wait_head(tx_pool_t *pool, int timeout_ms)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    ts.tv_sec += timeout_ms / 1000;
+    ts.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+    if (ts.tv_nsec >= 1000000000L) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000L;
+    }
+    pthread_mutex_lock(&pool->mu);
+    pool->waiters++;
+    while (pool->head < pool->tail && !slot(pool, pool->head)->done) {
+        if (pool->nthreads == 0 && pool->head == pool->claim)
+            break; /* nobody will map it: the caller must help */
+        if (pthread_cond_timedwait(&pool->cv_done, &pool->mu, &ts) != 0)
+            break;
+    }
+    pool->waiters--;
+    bool ready = pool->head < pool->tail && slot(pool, pool->head)->done;
+    pthread_mutex_unlock(&pool->mu);
+    return ready;
+}
+
+static void release(tx_item_t *it)
+{
+    tx_outcome_clear(&it->out);
+    if (it->msg)
+        rd_kafka_message_destroy(it->msg);
+    it->msg = NULL;
+    it->done = false;
+}
+
+void tx_pool_pop(tx_pool_t *pool, size_t k)
+{
+    for (size_t i = 0; i < k; i++)
+        release(slot(pool, pool->head + i)); /* mapped: no thread looks at it */
+    pthread_mutex_lock(&pool->mu);
+    pool->head += k;
+    pthread_mutex_unlock(&pool->mu);
+}
+
+void tx_pool_clear(tx_pool_t *pool)
+{
+    pthread_mutex_lock(&pool->mu);
+    pool->claim = pool->tail; /* what nobody claimed yet is never mapped */
+    pool->waiters++;
+    while (pool->busy > 0)
+        pthread_cond_wait(&pool->cv_done, &pool->mu);
+    pool->waiters--;
+    uint64_t head = pool->head, tail = pool->tail;
+    pthread_mutex_unlock(&pool->mu);
+    for (uint64_t s = head; s < tail; s++)
+        release(slot(pool, s));
+    pthread_mutex_lock(&pool->mu);
+    pool->head = tail;
+    pthread_mutex_unlock(&pool->mu);
 }
 
 void tx_pool_destroy(tx_pool_t *pool)
@@ -143,6 +237,11 @@ void tx_pool_destroy(tx_pool_t *pool)
     for (int i = 0; i < pool->nthreads; i++)
         pthread_join(pool->threads[i], NULL);
     free(pool->threads);
+    if (pool->items) {
+        for (uint64_t s = pool->head; s < pool->tail; s++)
+            release(slot(pool, s));
+        free(pool->items);
+    }
     pthread_cond_destroy(&pool->cv_work);
     pthread_cond_destroy(&pool->cv_done);
     pthread_mutex_destroy(&pool->mu);
