@@ -12,6 +12,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "dw_buf.h"
 #include "dw_log.h"
 #include "dw_signal.h"
 #include "dw_target_int.h"
@@ -284,47 +285,267 @@ static void queue_batches(wctx_t *w, int kind, const size_t *idx, size_t n)
     }
 }
 
-/* The JSON body of an upsert: the fields, plus the key columns a create needs (add_keys; lookup
- * key parts are not plain columns and stay out), minus the key columns (drop_keys: an F&O
- * PATCH, where the key is in the URL and cannot change). New string. */
+/* ---- the fields of a record ------------------------------------------------------------------
+ * A record's payload is a jansson object (fields) or the text of one (fields_text); fit_t reads
+ * the members of either. */
+
+typedef struct {
+    const dw_wrec_t *r;
+    void *jit;       /* fields: jansson iterator */
+    dw_tobj_t raw;   /* fields_text */
+    const char *key; /* the member's name (fields_text: "" when longer than kbuf, never matched) */
+    char kbuf[512];
+    const json_t *v;         /* fields: the value */
+    const char *kraw, *vraw; /* fields_text: the name and value as written */
+    size_t klen, vlen;
+} fit_t;
+
+static void fit_init(fit_t *f, const dw_wrec_t *r)
+{
+    f->r = r;
+    f->jit = r->fields ? json_object_iter((json_t *)r->fields) : NULL;
+    if (!r->fields && r->fields_text)
+        dw_tobj_init(&f->raw, r->fields_text, r->fields_len);
+    else
+        f->raw.p = f->raw.end = NULL;
+}
+
+static bool fit_next(fit_t *f)
+{
+    if (f->r->fields) {
+        if (!f->jit)
+            return false;
+        f->key = json_object_iter_key(f->jit);
+        f->v = json_object_iter_value(f->jit);
+        f->jit = json_object_iter_next((json_t *)f->r->fields, f->jit);
+        return true;
+    }
+    bool kesc;
+    if (!f->raw.p || !dw_tobj_next(&f->raw, &f->kraw, &f->klen, &kesc, &f->vraw, &f->vlen))
+        return false;
+    f->key = f->kbuf;
+    if (kesc) {
+        if (!dw_tjson_unescape(f->kraw, f->klen, f->kbuf, sizeof(f->kbuf)))
+            f->kbuf[0] = '\0';
+    } else if (f->klen < sizeof(f->kbuf)) {
+        memcpy(f->kbuf, f->kraw, f->klen);
+        f->kbuf[f->klen] = '\0';
+    } else {
+        f->kbuf[0] = '\0';
+    }
+    return true;
+}
+
+/* The member's value when it is a string (buf holds it for fields_text), else NULL. */
+static const char *fit_str(const fit_t *f, char *buf, size_t size)
+{
+    if (f->r->fields)
+        return json_string_value(f->v);
+    if (f->vlen < 2 || f->vraw[0] != '"' || !dw_tjson_unescape(f->vraw + 1, f->vlen - 2, buf, size))
+        return NULL;
+    return buf;
+}
+
+/* The string value of the record's field name (buf holds it for fields_text), else NULL. */
+static const char *field_str(const dw_wrec_t *r, const char *name, char *buf, size_t size)
+{
+    if (r->fields)
+        return json_string_value(json_object_get(r->fields, name));
+    fit_t f;
+    fit_init(&f, r);
+    while (fit_next(&f))
+        if (strcmp(f.key, name) == 0)
+            return fit_str(&f, buf, size);
+    return NULL;
+}
+
+static bool has_field(const dw_wrec_t *r, const char *name)
+{
+    if (r->fields)
+        return json_object_get(r->fields, name) != NULL;
+    fit_t f;
+    fit_init(&f, r);
+    while (fit_next(&f))
+        if (strcmp(f.key, name) == 0)
+            return true;
+    return false;
+}
+
+/* The "<col>@odata.bind" members of a record, read in one pass over its fields (the key lookups
+ * and the company rewrite both want them). */
+#define TGT_BINDS_MAX 16
+typedef struct {
+    struct {
+        char key[256];
+        const json_t *v;  /* fields */
+        const char *vraw; /* fields_text */
+        size_t vlen;
+    } b[TGT_BINDS_MAX];
+    size_t n;
+    bool overflow; /* more than TGT_BINDS_MAX: look them up in the fields instead */
+} tbinds_t;
+
+static void binds_collect(const dw_wrec_t *r, tbinds_t *bs)
+{
+    fit_t f;
+    bs->n = 0;
+    bs->overflow = false;
+    fit_init(&f, r);
+    while (fit_next(&f)) {
+        size_t kl = strlen(f.key);
+        if (kl < 12 || strcmp(f.key + kl - 11, "@odata.bind") != 0)
+            continue;
+        if (bs->n == TGT_BINDS_MAX || kl >= sizeof(bs->b[0].key)) {
+            bs->overflow = true;
+            continue;
+        }
+        memcpy(bs->b[bs->n].key, f.key, kl + 1);
+        bs->b[bs->n].v = r->fields ? f.v : NULL;
+        bs->b[bs->n].vraw = f.vraw;
+        bs->b[bs->n].vlen = f.vlen;
+        bs->n++;
+    }
+}
+
+/* Bind k of bs as a string (buf holds it for fields_text), else NULL. */
+static const char *bind_str(const dw_wrec_t *r, const tbinds_t *bs, size_t k, char *buf,
+                            size_t size)
+{
+    if (r->fields)
+        return json_string_value(bs->b[k].v);
+    if (bs->b[k].vlen < 2 || bs->b[k].vraw[0] != '"' ||
+        !dw_tjson_unescape(bs->b[k].vraw + 1, bs->b[k].vlen - 2, buf, size))
+        return NULL;
+    return buf;
+}
+
+/* The string value of the bind member name, else NULL. */
+static const char *bind_find(const dw_wrec_t *r, const tbinds_t *bs, const char *name, char *buf,
+                             size_t size)
+{
+    for (size_t k = 0; k < bs->n; k++)
+        if (strcmp(bs->b[k].key, name) == 0)
+            return bind_str(r, bs, k, buf, size);
+    return bs->overflow ? field_str(r, name, buf, size) : NULL;
+}
+
+/* A jansson value as JSON text (as json_dumps writes it). */
+static void put_jvalue(dw_buf_t *b, const json_t *v)
+{
+    if (json_is_string(v)) {
+        dw_buf_json_str(b, json_string_value(v), json_string_length(v));
+    } else if (json_is_integer(v)) {
+        dw_buf_printf(b, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
+    } else if (json_is_true(v)) {
+        DW_BUF_LIT(b, "true");
+    } else if (json_is_false(v)) {
+        DW_BUF_LIT(b, "false");
+    } else if (json_is_null(v)) {
+        DW_BUF_LIT(b, "null");
+    } else {
+        char *s = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+        if (!s) {
+            b->fail = true;
+            return;
+        }
+        dw_buf_put(b, s, strlen(s));
+        free(s);
+    }
+}
+
+/* The JSON body of an upsert into b: the fields, plus the key columns a create needs (add_keys;
+ * lookup key parts are not plain columns and stay out), minus the key columns (drop_keys: an F&O
+ * PATCH, where the key is in the URL and cannot change); @odata.type and @odata.id first when
+ * given, a company bind rewritten (st->binds). The values are written as the fields hold them:
+ * the text of fields_text as it is, no tree built. */
+static void put_upsert(dw_buf_t *b, const dw_wrec_t *r, const trec_t *st, bool add_keys,
+                       bool drop_keys, const char *odata_type, const char *oid)
+{
+    bool first = true;
+    DW_BUF_LIT(b, "{");
+    if (odata_type) {
+        DW_BUF_LIT(b, "\"@odata.type\":");
+        dw_buf_json_str(b, odata_type, strlen(odata_type));
+        first = false;
+        if (oid) {
+            DW_BUF_LIT(b, ",\"@odata.id\":");
+            dw_buf_json_str(b, oid, strlen(oid));
+        }
+    }
+    /* the key columns the fields hold, noted on the way (a create adds the others) */
+    const char *kn[16];
+    size_t nkn = 0;
+    unsigned seen = 0;
+    bool want_keys = add_keys && !drop_keys && json_object_size(r->key) <= 16;
+    if (want_keys) {
+        const char *k;
+        json_t *v;
+        json_object_foreach((json_t *)r->key, k, v)
+        {
+            kn[nkn++] = k;
+        }
+    }
+    fit_t f;
+    fit_init(&f, r);
+    while (fit_next(&f)) {
+        if (drop_keys && f.key[0] && json_object_get(r->key, f.key))
+            continue;
+        for (size_t q = 0; q < nkn; q++)
+            if (strcmp(kn[q], f.key) == 0)
+                seen |= 1u << q;
+        const json_t *bind = st->binds && f.key[0] ? json_object_get(st->binds, f.key) : NULL;
+        if (!first)
+            DW_BUF_LIT(b, ",");
+        first = false;
+        if (r->fields) {
+            dw_buf_json_str(b, f.key, strlen(f.key));
+        } else {
+            DW_BUF_LIT(b, "\"");
+            dw_buf_put(b, f.kraw, f.klen);
+            DW_BUF_LIT(b, "\"");
+        }
+        DW_BUF_LIT(b, ":");
+        if (bind)
+            put_jvalue(b, bind);
+        else if (r->fields)
+            put_jvalue(b, f.v);
+        else
+            dw_buf_put(b, f.vraw, f.vlen);
+    }
+    if (add_keys && !drop_keys) {
+        const char *k;
+        json_t *v;
+        size_t q = 0;
+        json_object_foreach((json_t *)r->key, k, v)
+        {
+            bool held = want_keys ? (seen >> q) & 1u : has_field(r, k);
+            q++;
+            if (held || json_object_get(st->guids, k))
+                continue;
+            if (!first)
+                DW_BUF_LIT(b, ",");
+            first = false;
+            dw_buf_json_str(b, k, strlen(k));
+            DW_BUF_LIT(b, ":");
+            put_jvalue(b, v);
+        }
+    }
+    DW_BUF_LIT(b, "}");
+}
+
+/* put_upsert as a new string. */
 static char *upsert_json(const dw_wrec_t *r, const trec_t *st, bool add_keys, bool drop_keys,
                          const char *odata_type, const char *oid)
 {
-    /* a new object holding references to the command's values (no deep copy): @odata.type and
-     * @odata.id first, then the fields (a company bind rewritten), then the key columns a
-     * create needs */
-    json_t *out = json_object();
-    const char *k;
-    json_t *v;
-    if (!out || (r->fields && !json_is_object(r->fields))) {
-        json_decref(out);
+    dw_buf_t b = {0};
+    if (r->fields && !json_is_object(r->fields))
+        return NULL;
+    put_upsert(&b, r, st, add_keys, drop_keys, odata_type, oid);
+    if (b.fail) {
+        free(b.p);
         return NULL;
     }
-    bool ok = true;
-    if (odata_type) {
-        ok = json_object_set_new(out, "@odata.type", json_string(odata_type)) == 0;
-        if (ok && oid)
-            ok = json_object_set_new(out, "@odata.id", json_string(oid)) == 0;
-    }
-    json_object_foreach((json_t *)r->fields, k, v)
-    {
-        if (!ok)
-            break;
-        if (drop_keys && json_object_get(r->key, k))
-            continue;
-        json_t *b = st->binds ? json_object_get(st->binds, k) : NULL;
-        ok = json_object_set(out, k, b ? b : v) == 0;
-    }
-    if (add_keys && !drop_keys)
-        json_object_foreach((json_t *)r->key, k, v)
-        {
-            if (ok && !(r->fields && json_object_get(r->fields, k)) &&
-                !json_object_get(st->guids, k))
-                ok = json_object_set(out, k, v) == 0;
-        }
-    char *s = ok ? json_dumps(out, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
-    json_decref(out);
-    return s;
+    return b.p;
 }
 
 /* ---- Dataverse lookups in keys -----------------------------------------------------------------
@@ -437,19 +658,31 @@ static const char *literal_end(const char *s)
  * writes it) is rewritten with the company row's guid (msdyn_company=<guid>), which is how the
  * Web API addresses an alternate key that includes a lookup column. The guid comes from a
  * cached read of cdm_companies by cdm_companycode. false when the record got its outcome. */
-static bool dv_company_binds(wctx_t *w, size_t i)
+static bool dv_company_binds(wctx_t *w, size_t i, const tbinds_t *bs)
 {
     dw_wrec_t *r = &w->recs[i];
     trec_t *st = &w->st[i];
-    const char *k;
-    json_t *v;
-    json_object_foreach((json_t *)r->fields, k, v)
-    {
-        size_t kl = strlen(k);
-        const char *ref = json_string_value(v);
+    fit_t f;
+    char vbuf[2048];
+    size_t nb = bs->overflow ? SIZE_MAX : bs->n;
+    if (bs->overflow)
+        fit_init(&f, r);
+    for (size_t bi = 0; bi < nb; bi++) {
+        const char *k, *ref;
+        if (bs->overflow) {
+            if (!fit_next(&f))
+                break;
+            k = f.key;
+            size_t kl = strlen(k);
+            if (kl < 12 || strcmp(k + kl - 11, "@odata.bind") != 0)
+                continue;
+            ref = fit_str(&f, vbuf, sizeof(vbuf));
+        } else {
+            k = bs->b[bi].key;
+            ref = bind_str(r, bs, bi, vbuf, sizeof(vbuf));
+        }
         const char *p = ref ? strstr(ref, TGT_COMPANY_PART) : NULL;
-        if (kl < 12 || strcmp(k + kl - 11, "@odata.bind") != 0 || !p ||
-            (p[-1] != '(' && p[-1] != ','))
+        if (!p || p == ref || (p[-1] != '(' && p[-1] != ','))
             continue;
         const char *code = p + strlen(TGT_COMPANY_PART);
         const char *end = literal_end(code);
@@ -493,7 +726,7 @@ static bool dv_company_binds(wctx_t *w, size_t i)
 
 /* The guids of the lookup key parts of record i: a key part with a "<col>@odata.bind" in the
  * fields and a value that is not a guid already. false when the record got its outcome. */
-static bool dv_resolve_keys(wctx_t *w, size_t i)
+static bool dv_resolve_keys(wctx_t *w, size_t i, const tbinds_t *bs)
 {
     dw_wrec_t *r = &w->recs[i];
     trec_t *st = &w->st[i];
@@ -501,9 +734,9 @@ static bool dv_resolve_keys(wctx_t *w, size_t i)
     json_t *v;
     json_object_foreach((json_t *)r->key, k, v)
     {
-        char bk[300];
+        char bk[300], rbuf[2048];
         snprintf(bk, sizeof(bk), "%s@odata.bind", k);
-        const char *ref = json_string_value(json_object_get(r->fields, bk));
+        const char *ref = bind_find(r, bs, bk, rbuf, sizeof(rbuf));
         char g[37];
         if (!ref)
             continue;
@@ -585,44 +818,33 @@ static bool job_start(wctx_t *w, tjob_t *j)
                  r0->entity_set);
         char type[300];
         snprintf(type, sizeof(type), "Microsoft.Dynamics.CRM.%s", r0->table);
-        size_t cap = 64;
-        body = malloc(cap);
-        if (body) {
-            strcpy(body, "{\"Targets\":[");
-            body_len = strlen(body);
+        /* one buffer for the whole request, written in place (no per-record string), sized
+         * once: the fields' text plus what each record adds around it */
+        dw_buf_t b = {0};
+        size_t est = 64;
+        for (size_t k = 0; k < j->n; k++)
+            est += w->recs[j->idx[k]].fields_len + 512;
+        if ((b.p = malloc(est)) != NULL) {
+            b.p[0] = '\0';
+            b.cap = est;
         }
-        for (size_t k = 0; k < j->n && body; k++) {
+        DW_BUF_LIT(&b, "{\"Targets\":[");
+        for (size_t k = 0; k < j->n && !b.fail; k++) {
             size_t i = j->idx[k];
-            char *s = upsert_json(&w->recs[i], &w->st[i], true, false, type, w->st[i].oid);
-            if (!s) {
-                free(body);
-                body = NULL;
-                break;
-            }
-            size_t sl = strlen(s);
-            if (body_len + sl + 4 > cap) {
-                while (body_len + sl + 4 > cap)
-                    cap *= 2;
-                char *nb = realloc(body, cap);
-                if (!nb) {
-                    free(body);
-                    free(s);
-                    body = NULL;
-                    break;
-                }
-                body = nb;
-            }
             if (k)
-                body[body_len++] = ',';
-            memcpy(body + body_len, s, sl);
-            body_len += sl;
-            body[body_len] = '\0';
-            free(s);
+                DW_BUF_LIT(&b, ",");
+            if (w->recs[i].fields && !json_is_object(w->recs[i].fields))
+                b.fail = true;
+            else
+                put_upsert(&b, &w->recs[i], &w->st[i], true, false, type, w->st[i].oid);
         }
-        if (body) {
-            memcpy(body + body_len, "]}", 3);
-            body_len += 2;
+        DW_BUF_LIT(&b, "]}");
+        if (b.fail) {
+            free(b.p);
+            b.p = NULL;
         }
+        body = b.p;
+        body_len = b.p ? b.n : 0;
         snprintf(ctype, sizeof(ctype), "application/json; charset=utf-8; IEEE754Compatible=true");
     } else {
         bool fo = j->kind == J_FO_BATCH;
@@ -1002,7 +1224,8 @@ static void call_prepare(wctx_t *w)
             break;
         }
         if (!r->entity_set || !*r->entity_set ||
-            (r->op == DW_WOP_UPSERT && !json_is_object(r->fields))) {
+            (r->op == DW_WOP_UPSERT && !json_is_object(r->fields) &&
+             !(!r->fields && r->fields_text))) {
             set_outcome(w, i, DW_WCLASS_VALIDATION, 0, "", "record without entity set or fields",
                         -1);
             continue;
@@ -1014,9 +1237,12 @@ static void call_prepare(wctx_t *w)
         st->method = r->op == DW_WOP_DELETE       ? M_DELETE
                      : (t->fo && !r->exists_hint) ? M_POST
                                                   : M_PATCH;
-        if (!t->fo && r->op == DW_WOP_UPSERT &&
-            (!dv_resolve_keys(w, i) || !dv_company_binds(w, i)))
-            continue;
+        if (!t->fo && r->op == DW_WOP_UPSERT) {
+            tbinds_t bs;
+            binds_collect(r, &bs);
+            if (!dv_resolve_keys(w, i, &bs) || !dv_company_binds(w, i, &bs))
+                continue;
+        }
         if (w->fatal)
             break;
         bool by_id = !t->fo && r->op == DW_WOP_DELETE && r->record_id && *r->record_id;

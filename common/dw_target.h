@@ -67,6 +67,10 @@ typedef struct dw_wrec_s {
                                    target_key); may be empty for a delete with record_id */
     const char *record_id;      /* Dataverse row id (GUID) when known, else NULL */
     const json_t *fields;       /* upsert payload (the command's fields); NULL for a delete */
+    const char *fields_text;    /* or, when fields is NULL: the payload as the text of a JSON
+                                   object (fields_len bytes) that the caller checked (valid, no
+                                   duplicate member), copied into the request as it is */
+    size_t fields_len;
     bool exists_hint;           /* F&O: the ledger says the record exists (PATCH first) */
     const char *correlation_id; /* sent as x-ms-correlation-request-id; may be NULL */
 

@@ -75,6 +75,21 @@ typedef struct dw_treq_s {
 char *dw_target_batch_body(const char *boundary, const dw_treq_t *reqs, size_t n, bool changesets,
                            size_t *len);
 
+/* The members of the text of a JSON object that is known to be valid (dw_wrec_t.fields_text),
+ * one after the other, without building it. */
+typedef struct dw_tobj_s {
+    const char *p, *end;
+} dw_tobj_t;
+
+void dw_tobj_init(dw_tobj_t *it, const char *text, size_t len);
+/* The next member: its name as written between its quotes (*kesc: it holds an escape) and its
+ * value as written. false after the last. */
+bool dw_tobj_next(dw_tobj_t *it, const char **key, size_t *klen, bool *kesc, const char **val,
+                  size_t *vlen);
+/* The text of a JSON string's inside as written, raw[0..n), unescaped into out (NUL-terminated).
+ * false when it does not fit in out_size bytes. */
+bool dw_tjson_unescape(const char *raw, size_t n, char *out, size_t out_size);
+
 /* The GUID inside the last parentheses of an entity id ("…/accounts(<guid>)") into out (37
  * bytes); false (out "") when there is none. */
 bool dw_target_entity_guid(const char *entity_id, char out[37]);

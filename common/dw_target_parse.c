@@ -6,6 +6,7 @@
 #include "dw_target_int.h"
 
 #include <ctype.h>
+#include <stddef.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -492,4 +493,162 @@ const char *dw_target_row_guid(const json_t *row, const char *set)
         count++;
     }
     return count == 1 ? only : NULL;
+}
+
+/* ---- object text ------------------------------------------------------------------------------
+ */
+
+static const char *tobj_ws(const char *p, const char *end)
+{
+    while (p < end && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r'))
+        p++;
+    return p;
+}
+
+/* The end of the string starting at p (its opening quote): after the closing quote. */
+static const char *tobj_str_end(const char *p, const char *end)
+{
+    for (p++; p < end;) {
+        const char *q = memchr(p, '"', (size_t)(end - p));
+        if (!q)
+            return end;
+        /* escaped when an odd number of backslashes precede it */
+        size_t bs = 0;
+        while (q - bs > p && q[-1 - (ptrdiff_t)bs] == '\\')
+            bs++;
+        if (bs % 2 == 0)
+            return q + 1;
+        p = q + 1;
+    }
+    return end;
+}
+
+/* The end of the value starting at p. */
+static const char *tobj_value_end(const char *p, const char *end)
+{
+    if (p >= end)
+        return end;
+    if (*p == '"')
+        return tobj_str_end(p, end);
+    if (*p == '{' || *p == '[') {
+        int depth = 0;
+        while (p < end) {
+            if (*p == '"') {
+                p = tobj_str_end(p, end);
+                continue;
+            }
+            if (*p == '{' || *p == '[')
+                depth++;
+            else if ((*p == '}' || *p == ']') && --depth == 0)
+                return p + 1;
+            p++;
+        }
+        return end;
+    }
+    while (p < end && *p != ',' && *p != '}' && *p != ']' && *p != ' ' && *p != '\t' &&
+           *p != '\n' && *p != '\r')
+        p++;
+    return p;
+}
+
+void dw_tobj_init(dw_tobj_t *it, const char *text, size_t len)
+{
+    const char *end = text + len;
+    const char *p = tobj_ws(text, end);
+    it->p = p < end && *p == '{' ? p + 1 : end;
+    it->end = end;
+}
+
+bool dw_tobj_next(dw_tobj_t *it, const char **key, size_t *klen, bool *kesc, const char **val,
+                  size_t *vlen)
+{
+    const char *p = tobj_ws(it->p, it->end);
+    if (p < it->end && *p == ',')
+        p = tobj_ws(p + 1, it->end);
+    if (p >= it->end || *p != '"') {
+        it->p = it->end;
+        return false;
+    }
+    const char *ke = tobj_str_end(p, it->end);
+    *key = p + 1;
+    *klen = ke > p + 1 ? (size_t)(ke - p - 2) : 0;
+    *kesc = memchr(*key, '\\', *klen) != NULL;
+    p = tobj_ws(ke, it->end);
+    if (p < it->end && *p == ':')
+        p = tobj_ws(p + 1, it->end);
+    const char *ve = tobj_value_end(p, it->end);
+    *val = p;
+    *vlen = (size_t)(ve - p);
+    it->p = ve;
+    return true;
+}
+
+static int tobj_hex4(const char *p)
+{
+    int v = 0;
+    for (int i = 0; i < 4; i++) {
+        char c = p[i];
+        int h = c >= '0' && c <= '9'   ? c - '0'
+                : c >= 'a' && c <= 'f' ? c - 'a' + 10
+                : c >= 'A' && c <= 'F' ? c - 'A' + 10
+                                       : -1;
+        if (h < 0)
+            return -1;
+        v = v * 16 + h;
+    }
+    return v;
+}
+
+bool dw_tjson_unescape(const char *raw, size_t n, char *out, size_t out_size)
+{
+    size_t o = 0;
+    for (size_t i = 0; i < n;) {
+        char tmp[4];
+        size_t tl = 0;
+        if (raw[i] != '\\') {
+            tmp[tl++] = raw[i++];
+        } else if (i + 1 < n && raw[i + 1] != 'u') {
+            static const char from[] = "\"\\/bfnrt", to[] = "\"\\/\b\f\n\r\t";
+            const char *f = raw[i + 1] ? strchr(from, raw[i + 1]) : NULL;
+            if (!f)
+                return false;
+            tmp[tl++] = to[f - from];
+            i += 2;
+        } else {
+            long v = i + 6 <= n ? tobj_hex4(raw + i + 2) : -1;
+            if (v < 0)
+                return false;
+            i += 6;
+            if (v >= 0xd800 && v <= 0xdbff) {
+                long w = i + 6 <= n && raw[i] == '\\' ? tobj_hex4(raw + i + 2) : -1;
+                if (w < 0xdc00 || w > 0xdfff)
+                    return false;
+                v = 0x10000 + ((v - 0xd800) << 10) + (w - 0xdc00);
+                i += 6;
+            }
+            if (v < 0x80) {
+                tmp[tl++] = (char)v;
+            } else if (v < 0x800) {
+                tmp[tl++] = (char)(0xc0 | (v >> 6));
+                tmp[tl++] = (char)(0x80 | (v & 0x3f));
+            } else if (v < 0x10000) {
+                tmp[tl++] = (char)(0xe0 | (v >> 12));
+                tmp[tl++] = (char)(0x80 | ((v >> 6) & 0x3f));
+                tmp[tl++] = (char)(0x80 | (v & 0x3f));
+            } else {
+                tmp[tl++] = (char)(0xf0 | (v >> 18));
+                tmp[tl++] = (char)(0x80 | ((v >> 12) & 0x3f));
+                tmp[tl++] = (char)(0x80 | ((v >> 6) & 0x3f));
+                tmp[tl++] = (char)(0x80 | (v & 0x3f));
+            }
+        }
+        if (o + tl + 1 > out_size)
+            return false;
+        memcpy(out + o, tmp, tl);
+        o += tl;
+    }
+    if (o + 1 > out_size)
+        return false;
+    out[o] = '\0';
+    return true;
 }

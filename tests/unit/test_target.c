@@ -480,3 +480,43 @@ Test(target, row_ids_from_entity_ids_and_rows)
     cr_assert_str_eq(dw_target_row_guid(row, "accounts"), "22222222-2222-2222-2222-222222222222");
     json_decref(row);
 }
+
+Test(target, reads_the_members_of_an_object_text)
+{
+    const char *text =
+        " { \"a\" : \"x,}\\\"y\" , \"b\\u00e9\":{\"c\":[1,{\"d\":\"]\"}]},\"e\":-1.5e3,"
+        "\"f\":true , \"g\":null}";
+    dw_tobj_t it;
+    const char *k, *v;
+    size_t kl, vl;
+    bool kesc;
+    dw_tobj_init(&it, text, strlen(text));
+    cr_assert(dw_tobj_next(&it, &k, &kl, &kesc, &v, &vl));
+    cr_assert_eq(kl, 1);
+    cr_assert_not(kesc);
+    cr_assert_eq(vl, strlen("\"x,}\\\"y\""));
+    cr_assert_eq(strncmp(v, "\"x,}\\\"y\"", vl), 0);
+    char out[64];
+    cr_assert(dw_tjson_unescape(v + 1, vl - 2, out, sizeof(out)));
+    cr_assert_str_eq(out, "x,}\"y");
+    cr_assert(dw_tobj_next(&it, &k, &kl, &kesc, &v, &vl));
+    cr_assert(kesc);
+    cr_assert(dw_tjson_unescape(k, kl, out, sizeof(out)));
+    cr_assert_str_eq(out, "b\xc3\xa9");
+    cr_assert_eq(strncmp(v, "{\"c\":[1,{\"d\":\"]\"}]}", vl), 0);
+    cr_assert_eq(vl, strlen("{\"c\":[1,{\"d\":\"]\"}]}"));
+    cr_assert(dw_tobj_next(&it, &k, &kl, &kesc, &v, &vl));
+    cr_assert_eq(strncmp(v, "-1.5e3", vl), 0);
+    cr_assert_eq(vl, 6);
+    cr_assert(dw_tobj_next(&it, &k, &kl, &kesc, &v, &vl));
+    cr_assert_eq(strncmp(v, "true", vl), 0);
+    cr_assert(dw_tobj_next(&it, &k, &kl, &kesc, &v, &vl));
+    cr_assert_eq(strncmp(v, "null", vl), 0);
+    cr_assert_not(dw_tobj_next(&it, &k, &kl, &kesc, &v, &vl));
+    /* surrogate pairs, and what does not fit */
+    cr_assert(dw_tjson_unescape("\\ud83d\\ude00\\n", 14, out, sizeof(out)));
+    cr_assert_str_eq(out, "\xf0\x9f\x98\x80\n");
+    cr_assert_not(dw_tjson_unescape("abcdef", 6, out, 4));
+    dw_tobj_init(&it, "{}", 2);
+    cr_assert_not(dw_tobj_next(&it, &k, &kl, &kesc, &v, &vl));
+}

@@ -2,6 +2,8 @@
  * writer: dw-writer's modules.
  *   writer_command.c  one command message -> a checked wr_cmd_t (schemas/command.schema.json);
  *                     decimal version comparison. Pure.
+ *   writer_json.c     a strict JSON check that builds no tree (the command's fields stay text).
+ *                     Pure.
  *   writer_queue.c    per-partition queues of commands in offset order and the contiguous
  *                     "done" watermark that is safe to commit. Pure.
  *   writer_batch.c    picking the next batch: ready commands, per-key blocking while a key is
@@ -33,20 +35,24 @@
 
 /* ---------------------------------------------------------------- commands */
 
-/* A parsed command. Every pointer is borrowed from root, which the command owns. */
+/* A parsed command. The strings (and fields_text) are borrowed from root, one block the command
+ * owns; target_key and origin_key are the command's own jansson objects. */
 typedef struct wr_cmd_s {
-    json_t *root;
+    char *root;
     const char *map;
     const char *target; /* "fo" | "dv" */
     dw_wop_t op;
-    const json_t *target_key; /* object, may be empty for a delete with record_id */
-    const char *record_id;    /* or NULL */
-    const json_t *fields;     /* object */
+    json_t *target_key;      /* object, may be empty for a delete with record_id */
+    const char *record_id;   /* or NULL */
+    const char *fields_text; /* the fields object as the command's text (checked: valid JSON,
+                                no duplicate member), NUL-terminated; sent as it is */
+    size_t fields_len;
+    size_t nfields; /* its members */
     const char *source_version;
     const char *content_hash;
     const char *correlation_id;
-    const char *origin_hash;  /* or NULL: content hash of the record in the origin side's form */
-    const json_t *origin_key; /* or NULL: the record's key by origin-side column */
+    const char *origin_hash; /* or NULL: content hash of the record in the origin side's form */
+    json_t *origin_key;      /* or NULL: the record's key by origin-side column */
 } wr_cmd_t;
 
 /*
@@ -58,6 +64,38 @@ typedef struct wr_cmd_s {
 dw_err_t wr_cmd_parse(const void *value, size_t len, const char *map, const char *target,
                       wr_cmd_t *cmd, char *why, size_t why_size, char *field, size_t field_size);
 void wr_cmd_clear(wr_cmd_t *cmd);
+
+/* A span of a JSON text. */
+typedef struct wr_jspan_s {
+    const char *p;
+    size_t n;
+} wr_jspan_t;
+
+/* A top-level member asked for by wr_json_check: name in, value span and member count out. */
+typedef struct wr_jmember_s {
+    const char *name;
+    size_t namelen;
+    wr_jspan_t v;    /* p NULL when absent */
+    size_t nmembers; /* the members of v when it is an object */
+} wr_jmember_t;
+
+/*
+ * Check text[0..len) as jansson reads a document with JSON_REJECT_DUPLICATES (an object at the
+ * top), without building it. The members named in m[0..n) get their value spans; unknown (may be
+ * NULL) gets the name of the first other member as written (an empty name as the two characters
+ * "", so unknown is "" only when there is no other member). DW_OK, or DW_ERR_PARSE with why
+ * ("line L column C: ...").
+ */
+dw_err_t wr_json_check(const char *text, size_t len, wr_jmember_t *m, size_t n, char *unknown,
+                       size_t unknown_size, char *why, size_t why_size);
+/* A checked string value unescaped into out (at least v->n bytes), NUL-terminated, *len its
+ * length; false when v is not a string. */
+bool wr_json_string(const wr_jspan_t *v, char *out, size_t *len);
+/* "object", "array", "string", "boolean", "null", "real" or "integer" (static). */
+const char *wr_json_kind(const wr_jspan_t *v);
+/* A checked object whose members are strings, numbers or booleans as a new jansson object
+ * (*out). DW_ERR_PARSE when a member is something else, DW_ERR_NOMEM. */
+dw_err_t wr_json_flat_object(const wr_jspan_t *v, json_t **out);
 
 /* True when key (len bytes) is a usable record key: not empty, valid UTF-8, no NUL byte. */
 bool wr_key_valid(const void *key, size_t len);
@@ -269,6 +307,9 @@ void wr_ledger_put_clear(wr_ledger_put_t *put);
 /* A PostgreSQL array literal ("{\"a\",NULL}") of vals[0..n) (NULL elements are SQL NULL), to
  * pass as one parameter. New string, NULL when out of memory. */
 char *wr_pg_array(const char *const *vals, size_t n);
+
+/* Prepare the ledger's session (after connecting and after every reset): JIT off. */
+dw_err_t wr_ledger_session(dw_pg_t *pg, char *errstr, size_t errstr_size);
 
 /* Read the ledger rows of n commands: maps[i], canonical keys cks[i], Dataverse record ids
  * rids[i] (may be NULL: resolved through dw_record_ids to the canonical key first). rows[i] is

@@ -9,8 +9,61 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "dw_buf.h"
 #include "dw_recordids.h"
 #include "writer.h"
+
+static int name_cmp(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* A key object (members: strings, numbers, booleans) as compact JSON text with its members
+ * sorted, as json_dumps(JSON_COMPACT | JSON_SORT_KEYS) writes it, without its allocations per
+ * member (a call per written record). New string, NULL when out of memory. */
+static char *key_text(const json_t *key)
+{
+    const char *stack[16], **names = stack;
+    size_t n = json_object_size(key), i = 0;
+    if (n > 16 && !(names = malloc(n * sizeof(*names))))
+        return NULL;
+    const char *k;
+    json_t *v;
+    json_object_foreach((json_t *)key, k, v)
+    {
+        names[i++] = k;
+    }
+    qsort(names, n, sizeof(*names), name_cmp);
+    dw_buf_t b = {0};
+    DW_BUF_LIT(&b, "{");
+    for (i = 0; i < n; i++) {
+        v = json_object_get(key, names[i]);
+        if (i)
+            DW_BUF_LIT(&b, ",");
+        dw_buf_json_str(&b, names[i], strlen(names[i]));
+        DW_BUF_LIT(&b, ":");
+        if (json_is_string(v)) {
+            dw_buf_json_str(&b, json_string_value(v), json_string_length(v));
+        } else if (json_is_integer(v)) {
+            dw_buf_printf(&b, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
+        } else {
+            char *t = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+            if (!t)
+                b.fail = true;
+            else
+                dw_buf_put(&b, t, strlen(t));
+            free(t);
+        }
+    }
+    DW_BUF_LIT(&b, "}");
+    if (names != stack)
+        free(names);
+    if (b.fail) {
+        free(b.p);
+        return NULL;
+    }
+    return b.p;
+}
 
 void wr_ledger_row_clear(wr_ledger_row_t *row)
 {
@@ -91,11 +144,10 @@ dw_err_t wr_ledger_entry(const wr_cmd_t *cmd, dw_map_side_t target, const char *
         put->hash[target] = cmd->content_hash;
         put->hash[origin] = cmd->origin_hash;
     }
-    if (key && json_object_size(key) > 0 &&
-        !(put->key_text[target] = json_dumps(key, JSON_COMPACT | JSON_SORT_KEYS)))
+    if (key && json_object_size(key) > 0 && !(put->key_text[target] = key_text(key)))
         goto nomem;
     if (cmd->origin_key && json_object_size(cmd->origin_key) > 0 &&
-        !(put->key_text[origin] = json_dumps(cmd->origin_key, JSON_COMPACT | JSON_SORT_KEYS)))
+        !(put->key_text[origin] = key_text(cmd->origin_key)))
         goto nomem;
     if (target == DW_MAP_DV && record_id_out && *record_id_out)
         put->dv_record_id = record_id_out;
@@ -115,7 +167,7 @@ dw_err_t wr_ledger_entry_seen(const wr_cmd_t *cmd, dw_map_side_t target, const c
     put->version[origin] = cmd->source_version;
     put->hash[origin] = cmd->op == DW_WOP_DELETE ? WR_LEDGER_DELETED : cmd->origin_hash;
     if (cmd->origin_key && json_object_size(cmd->origin_key) > 0 &&
-        !(put->key_text[origin] = json_dumps(cmd->origin_key, JSON_COMPACT | JSON_SORT_KEYS)))
+        !(put->key_text[origin] = key_text(cmd->origin_key)))
         return DW_ERR_NOMEM;
     return DW_OK;
 }
@@ -162,16 +214,31 @@ static char *dup_value(const PGresult *res, int r, int c)
     return strdup(PQgetvalue(res, r, c));
 }
 
+dw_err_t wr_ledger_session(dw_pg_t *pg, char *errstr, size_t errstr_size)
+{
+    /* the ledger's statements are small index probes and upserts: compiling them (JIT, which a
+     * bloated table's cost estimates can trigger: 250 ms per statement) never pays */
+    return dw_pg_exec(pg, "SET jit = off", 0, NULL, NULL, errstr, errstr_size);
+}
+
 dw_err_t wr_ledger_fetch(dw_pg_t *pg, size_t n, const char *const *maps, const char *const *cks,
                          const char *const *rids, wr_ledger_row_t *rows, char *errstr,
                          size_t errstr_size)
 {
+    /* One probe of the primary key per command, whatever the statistics say: as LATERAL
+     * subqueries with LIMIT 1 (never pulled up into a join), a sequential scan would be paid
+     * once per command, so the planner always takes the index. As a plain join it chose, when
+     * the statistics still said "a few rows" (a drain's start, after a delete), a sequential
+     * scan materialised and joined against every command of the batch: 3 to 9 s per batch over
+     * a table left large by deleted rows, until autoanalyze came by. */
     static const char sql[] =
         "SELECT u.n, l.canonical_key, l.fo_hash, l.dv_hash, l.fo_version::text,"
         " l.dv_version::text, l.fo_key::text, l.dv_key::text, l.dv_record_id::text"
         " FROM unnest($1::text[], $2::text[], $3::uuid[]) WITH ORDINALITY AS u(map, ck, rid, n)"
-        " LEFT JOIN dw_record_ids r ON r.map = u.map AND r.record_id = u.rid"
-        " JOIN dw_ledger l ON l.map = u.map AND l.canonical_key = COALESCE(r.canonical_key, u.ck)";
+        " LEFT JOIN LATERAL (SELECT r.canonical_key FROM dw_record_ids r"
+        "  WHERE r.map = u.map AND r.record_id = u.rid LIMIT 1) r ON true"
+        " CROSS JOIN LATERAL (SELECT * FROM dw_ledger l"
+        "  WHERE l.map = u.map AND l.canonical_key = COALESCE(r.canonical_key, u.ck) LIMIT 1) l";
     dw_err_t err = DW_OK;
     PGresult *res = NULL;
     char *p[3] = {wr_pg_array(maps, n), wr_pg_array(cks, n), wr_pg_array(rids, n)};

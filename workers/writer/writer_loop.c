@@ -661,7 +661,8 @@ static void pg_failed(wr_loop_t *loop, dw_err_t err, const char *what, const cha
     DW_ERROR(FAC, "ledger: %s: %s (the batch is retried)", what, errstr);
     if (err == DW_ERR_PG_CONN) {
         char e2[512];
-        if (dw_pg_reset(loop->pg, e2, sizeof(e2)) != DW_OK)
+        if (dw_pg_reset(loop->pg, e2, sizeof(e2)) != DW_OK ||
+            wr_ledger_session(loop->pg, e2, sizeof(e2)) != DW_OK)
             DW_ERROR(FAC, "ledger: %s", e2);
     }
 }
@@ -744,7 +745,9 @@ static void flight_begin(wr_loop_t *loop, wr_flight_t *f)
         r->op = it->cmd.op;
         r->key = f->decs[g].key;
         r->record_id = f->decs[g].record_id;
-        r->fields = it->cmd.op == DW_WOP_UPSERT ? it->cmd.fields : NULL;
+        r->fields = NULL;
+        r->fields_text = it->cmd.op == DW_WOP_UPSERT ? it->cmd.fields_text : NULL;
+        r->fields_len = it->cmd.op == DW_WOP_UPSERT ? it->cmd.fields_len : 0;
         r->exists_hint = f->decs[g].exists_hint;
         r->correlation_id = it->cmd.correlation_id;
         r->retry_after_ms = -1;
@@ -1210,6 +1213,8 @@ wr_loop_t *wr_loop_new(dw_conf_t *conf, const char *target, int *exit_code, char
         goto fail;
     if (applied > 0)
         DW_INFO(FAC, "applied %d migration(s)", applied);
+    if ((err = wr_ledger_session(loop->pg, errstr, errstr_size)) != DW_OK)
+        goto fail;
 
     if (ensure_topics(loop, errstr, errstr_size) != DW_OK)
         goto fail;

@@ -69,6 +69,14 @@ Test(writer_command, rejects_what_the_schema_rejects)
                         "\"source_version\":\"1\",\"content_hash\":\"" WR_HASH_A "\","
                         "\"correlation_id\":\"c\",\"source_ts\":\"t\",\"bogus\":1}";
     cr_assert_eq(parse(extra, &cmd, why, field), DW_ERR_PARSE);
+    cr_assert(strstr(why, "bogus"), "%s", why);
+    /* an unknown member with an empty name is still one */
+    const char *empty = "{\"version\":1,\"map\":\"cur\",\"map_version\":1,\"target\":\"dv\","
+                        "\"op\":\"upsert\",\"target_key\":{\"a\":1},\"fields\":{},"
+                        "\"source_version\":\"1\",\"content_hash\":\"" WR_HASH_A "\","
+                        "\"correlation_id\":\"c\",\"source_ts\":\"t\",\"\":1}";
+    cr_assert_eq(parse(empty, &cmd, why, field), DW_ERR_PARSE);
+    cr_assert(strstr(why, "left unpacked: \"\""), "%s", why);
     /* empty key without record_id; record_id on an upsert */
     const char *nokey = "{\"version\":1,\"map\":\"cur\",\"map_version\":1,\"target\":\"dv\","
                         "\"op\":\"upsert\",\"target_key\":{},\"fields\":{},"
@@ -125,4 +133,110 @@ Test(writer_command, keys_must_be_utf8_text)
     cr_assert_not(wr_key_valid("\xc0\xaf", 2), "overlong");
     cr_assert_not(wr_key_valid("\xed\xa0\x80", 3), "surrogate");
     cr_assert_not(wr_key_valid("\xff", 1));
+}
+
+Test(writer_command, keeps_the_fields_as_their_text)
+{
+    const char *text =
+        "{\"version\":1,\"map\":\"cur\",\"map_version\":1,\"target\":\"dv\",\"op\":\"upsert\","
+        "\"target_key\":{\"code\":\"E\\u0055R\",\"n\":7,\"r\":1.5,\"b\":true},"
+        "\"fields\":{ \"name\" : \"Euro \\\"\\u20ac\\\"\", \"rate\":1.10, \"x\":{\"y\":[1,2]} },"
+        "\"source_version\":\"1\",\"content_hash\":\"" WR_HASH_A "\",\"correlation_id\":\"c\","
+        "\"source_ts\":\"t\"}";
+    char why[400], field[64];
+    wr_cmd_t cmd;
+    cr_assert_eq(parse(text, &cmd, why, field), DW_OK, "%s", why);
+    cr_assert_str_eq(cmd.fields_text,
+                     "{ \"name\" : \"Euro \\\"\\u20ac\\\"\", \"rate\":1.10, \"x\":{\"y\":[1,2]} }");
+    cr_assert_eq(cmd.fields_len, strlen(cmd.fields_text));
+    cr_assert_eq(cmd.nfields, 3);
+    cr_assert_str_eq(json_string_value(json_object_get(cmd.target_key, "code")), "EUR");
+    cr_assert_eq(json_integer_value(json_object_get(cmd.target_key, "n")), 7);
+    cr_assert(json_is_real(json_object_get(cmd.target_key, "r")));
+    cr_assert(json_is_true(json_object_get(cmd.target_key, "b")));
+    cr_assert_str_eq(cmd.correlation_id, "c");
+    wr_cmd_clear(&cmd);
+}
+
+Test(writer_command, rejects_what_jansson_rejects)
+{
+    char why[400], field[64];
+    wr_cmd_t cmd;
+    char buf[1024];
+    /* a valid command whose fields are replaced by each case */
+    static const char *const bad_fields[] = {
+        "{\"a\":1,\"a\":2}",            /* duplicate member */
+        "{\"a\":{\"b\":1,\"b\":1}}",    /* duplicate member, nested */
+        "{\"a\\u0062\":1,\"ab\":2}",    /* duplicate member, escaped */
+        "{\"a\":01}",                   /* leading zero */
+        "{\"a\":1.}",                   /* no fraction digits */
+        "{\"a\":\"\\u0000\"}",          /* NUL */
+        "{\"a\":\"\\ud800\"}",          /* lone surrogate */
+        "{\"a\":\"\\x\"}",              /* unknown escape */
+        "{\"a\":\"\xc3\x28\"}",         /* invalid UTF-8 */
+        "{\"a\":\"\t\"}",               /* control character */
+        "{\"a\":99999999999999999999}", /* too big integer */
+        "{\"a\":1e999}",                /* real overflow */
+        "{\"a\":tru}",                  /* bad literal */
+        "{\"a\":[1,]}",                 /* trailing comma */
+        "{\"a\":1",                     /* truncated */
+    };
+    for (size_t i = 0; i < sizeof(bad_fields) / sizeof(bad_fields[0]); i++) {
+        snprintf(buf, sizeof(buf),
+                 "{\"version\":1,\"map\":\"cur\",\"map_version\":1,\"target\":\"dv\","
+                 "\"op\":\"upsert\",\"target_key\":{\"a\":1},\"fields\":%s,"
+                 "\"source_version\":\"1\",\"content_hash\":\"" WR_HASH_A "\","
+                 "\"correlation_id\":\"c\",\"source_ts\":\"t\"}",
+                 bad_fields[i]);
+        cr_assert_eq(parse(buf, &cmd, why, field), DW_ERR_PARSE, "case %zu: %s", i, bad_fields[i]);
+        cr_assert(strncmp(why, "not JSON: line 1 column ", 24) == 0, "%s", why);
+    }
+    /* trailing garbage; wrong member types; many members with a duplicate among them */
+    cr_assert_eq(parse("{\"version\":1} x", &cmd, why, field), DW_ERR_PARSE);
+    cr_assert_eq(parse("{\"version\":\"1\",\"map\":\"cur\",\"map_version\":1,\"target\":\"dv\","
+                       "\"op\":\"upsert\",\"target_key\":{\"a\":1},\"fields\":{},"
+                       "\"source_version\":\"1\",\"content_hash\":\"" WR_HASH_A "\","
+                       "\"correlation_id\":\"c\",\"source_ts\":\"t\"}",
+                       &cmd, why, field),
+                 DW_ERR_PARSE);
+    cr_assert(strstr(why, "Expected integer"), "%s", why);
+    cr_assert_eq(parse("{\"version\":1.0,\"map\":\"cur\",\"map_version\":1,\"target\":\"dv\","
+                       "\"op\":\"upsert\",\"target_key\":{\"a\":1},\"fields\":{},"
+                       "\"source_version\":\"1\",\"content_hash\":\"" WR_HASH_A "\","
+                       "\"correlation_id\":\"c\",\"source_ts\":\"t\"}",
+                       &cmd, why, field),
+                 DW_ERR_PARSE);
+    cr_assert_eq(parse("{\"version\":1,\"map\":\"cur\",\"map_version\":1,\"target\":\"dv\","
+                       "\"op\":\"upsert\",\"target_key\":{\"a\":null},\"fields\":{},"
+                       "\"source_version\":\"1\",\"content_hash\":\"" WR_HASH_A "\","
+                       "\"correlation_id\":\"c\",\"source_ts\":\"t\"}",
+                       &cmd, why, field),
+                 DW_ERR_PARSE);
+    cr_assert_str_eq(field, "target_key");
+    char many[4096];
+    size_t o = (size_t)snprintf(many, sizeof(many), "{");
+    for (int i = 0; i < 100; i++)
+        o += (size_t)snprintf(many + o, sizeof(many) - o, "\"c%d\":%d,", i, i);
+    snprintf(many + o, sizeof(many) - o, "\"c57\":0}");
+    snprintf(buf, sizeof(buf), "%s", "");
+    char doc[8192];
+    snprintf(doc, sizeof(doc),
+             "{\"version\":1,\"map\":\"cur\",\"map_version\":1,\"target\":\"dv\","
+             "\"op\":\"upsert\",\"target_key\":{\"a\":1},\"fields\":%s,"
+             "\"source_version\":\"1\",\"content_hash\":\"" WR_HASH_A "\","
+             "\"correlation_id\":\"c\",\"source_ts\":\"t\"}",
+             many);
+    cr_assert_eq(parse(doc, &cmd, why, field), DW_ERR_PARSE);
+    cr_assert(strstr(why, "duplicate"), "%s", why);
+    many[o - 1] = '}';
+    many[o] = '\0';
+    snprintf(doc, sizeof(doc),
+             "{\"version\":1,\"map\":\"cur\",\"map_version\":1,\"target\":\"dv\","
+             "\"op\":\"upsert\",\"target_key\":{\"a\":1},\"fields\":%s,"
+             "\"source_version\":\"1\",\"content_hash\":\"" WR_HASH_A "\","
+             "\"correlation_id\":\"c\",\"source_ts\":\"t\"}",
+             many);
+    cr_assert_eq(parse(doc, &cmd, why, field), DW_OK, "%s", why);
+    cr_assert_eq(cmd.nfields, 100);
+    wr_cmd_clear(&cmd);
 }
