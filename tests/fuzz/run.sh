@@ -24,7 +24,7 @@ mkdir -p "$out/obj"
 cflags=(-g -O1 -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined
         -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE -DDW_VERSION=\"fuzz\"
         -DDW_GIT_REV=\"fuzz\" -DDW_DEFAULT_SCHEMAS_DIR=\"$root/schemas\"
-        -I"$root/common" -I"$root/emulators/dw-emulator"
+        -I"$root/common" -I"$root/emulators/dw-emulator" -I"$root/workers/writer"
         $(pkg-config --cflags rdkafka libcurl jansson libpq libmicrohttpd libcrypto))
 libs=($(pkg-config --libs rdkafka libcurl jansson libpq libmicrohttpd libcrypto) -lpthread -lm)
 
@@ -35,6 +35,7 @@ targets=(
   "fuzz_mapper|common tests/fuzz/fuzz_maps.c|tests/fuzz/corpus/mapper|tests/fuzz/mapper.dict|8192"
   "emu/fuzz_emu_odata|common emulators/dw-emulator/emu_odata.c|tests/fuzz/emu/corpus_odata||4096"
   "emu/fuzz_emu_batch|common emulators/dw-emulator/emu_batch.c|tests/fuzz/emu/corpus_batch||65536"
+  "fuzz_writer_json|common workers/writer/writer_json.c|tests/fuzz/corpus/writer_json||8192"
 )
 
 # The common library once, instrumented (recompiled only when a source is newer).
