@@ -363,6 +363,8 @@ Test(target_dv, wrong_credentials_are_a_config_error)
     start(NULL, 1000);
     dw_target_destroy(tgt);
     dw_system_destroy(sys);
+    ts.tgt = NULL; /* the harness frees what it holds: it holds the new ones below */
+    ts.sys = NULL;
     char errstr[512];
     cr_assert_eq(dw_conf_set(conf, "dv.client_secret", "wrong", DW_CONF_SRC_FLAG, "test", errstr,
                              sizeof(errstr)),
@@ -370,8 +372,10 @@ Test(target_dv, wrong_credentials_are_a_config_error)
     dw_err_t err;
     sys = dw_system_new(conf, "dv", &err, errstr, sizeof(errstr));
     cr_assert(sys, "%s", errstr);
+    ts.sys = sys;
     tgt = dw_target_dv_new(sys, NULL, errstr, sizeof(errstr));
     cr_assert(tgt);
+    ts.tgt = tgt;
     recs_t rs;
     recs_init(&rs, 2);
     set_rec(&rs, 0, "cdm_companies", "cdm_company", DW_WOP_UPSERT,
