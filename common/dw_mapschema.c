@@ -593,6 +593,12 @@ static const sch_node_t x_enums = {.types = T_OBJECT, .names = &n_identifier, .v
 static const sch_node_t x_col_type = {.enum_strs = e_col_type};
 static const sch_node_t x_max_length = {.types = T_INTEGER, .has_minimum = true, .minimum = 1};
 static const sch_node_t x_generated = {.enum_strs = e_generated};
+static const sch_node_t x_label = {.types = T_STRING, .min_length = 1, .max_length = 80};
+static const sch_prop_t x_relation_props[] = {
+    {"entity", &n_identifier}, {"label", &x_label}, {"table_label", &x_label}, {NULL, NULL}};
+static const char *const x_relation_required[] = {"entity", "label", "table_label", NULL};
+static const sch_node_t x_relation = {
+    .types = T_OBJECT, .props = x_relation_props, .required = x_relation_required, .closed = true};
 
 static void report_not_allowed(sch_ctx_t *c, const json_t *v, const char *member, const char *why)
 {
@@ -616,22 +622,17 @@ static void column_extra(sch_ctx_t *c, const json_t *v)
         report(c, "required member \"targets\" is missing (type lookup)");
     if (!is_lookup)
         report_not_allowed(c, v, "targets", "unless type is lookup");
-    if (!is_string)
+    if (!is_string) {
         report_not_allowed(c, v, "max_length", "unless type is string");
+        report_not_allowed(c, v, "relation", "unless type is string");
+    }
 }
 
 static const sch_prop_t x_column_props[] = {
-    {"name", &n_identifier},
-    {"type", &x_col_type},
-    {"required", &n_boolean},
-    {"read_only", &n_boolean},
-    {"max_length", &x_max_length},
-    {"enum", &n_identifier},
-    {"targets", &x_idents_unique},
-    {"default", &n_scalar},
-    {"generated", &x_generated},
-    {"description", &n_any_string},
-    {NULL, NULL},
+    {"name", &n_identifier},       {"type", &x_col_type},          {"required", &n_boolean},
+    {"read_only", &n_boolean},     {"max_length", &x_max_length},  {"enum", &n_identifier},
+    {"targets", &x_idents_unique}, {"default", &n_scalar},         {"generated", &x_generated},
+    {"relation", &x_relation},     {"description", &n_any_string}, {NULL, NULL},
 };
 static const char *const x_column_required[] = {"name", "type", "required", "read_only", NULL};
 static const sch_node_t x_column = {

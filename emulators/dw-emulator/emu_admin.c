@@ -24,6 +24,8 @@ struct emu_faults_s {
     char fail_code[32];
     char fail_message[256];
     long long failed_writes;
+    char no_multiple[EMU_FAULTS_SETS_MAX][128]; /* entity sets without the *Multiple actions */
+    int nno_multiple;
 };
 
 emu_faults_t *emu_faults_new(void)
@@ -72,12 +74,23 @@ bool emu_faults_take_write(emu_faults_t *f, emu_resp_t *resp)
     return fail;
 }
 
+bool emu_faults_no_multiple(emu_faults_t *f, const char *entity_set)
+{
+    bool found = false;
+    pthread_mutex_lock(&f->mu);
+    for (int i = 0; i < f->nno_multiple && !found; i++)
+        found = strcmp(f->no_multiple[i], entity_set) == 0;
+    pthread_mutex_unlock(&f->mu);
+    return found;
+}
+
 static void faults_clear(emu_faults_t *f)
 {
     pthread_mutex_lock(&f->mu);
     f->unavailable = false;
     f->latency_ms = 0;
     f->fail_count = 0;
+    f->nno_multiple = 0;
     pthread_mutex_unlock(&f->mu);
 }
 
@@ -96,13 +109,16 @@ static json_t *state_json(emu_ctx_t *ctx)
     emu_limits_conf_t lc;
     emu_limits_get(ctx->limits, &lc);
     pthread_mutex_lock(&f->mu);
-    json_t *j = json_pack("{s:s,s:b,s:i,s:{s:i,s:i,s:s,s:s},s:I,s:{s:i,s:i,s:i,s:i}}", "system",
-                          ctx->system, "unavailable", f->unavailable, "latency_ms", f->latency_ms,
-                          "fail_writes", "count", f->fail_count, "status", f->fail_status, "code",
-                          f->fail_code, "message", f->fail_message, "failed_writes",
-                          (json_int_t)f->failed_writes, "limits", "requests", lc.requests,
-                          "window_s", lc.window_s, "concurrent", lc.concurrent, "exec_ms",
-                          lc.exec_ms);
+    json_t *j = json_pack(
+        "{s:s,s:b,s:i,s:{s:i,s:i,s:s,s:s},s:I,s:{s:i,s:i,s:i,s:i}}", "system", ctx->system,
+        "unavailable", f->unavailable, "latency_ms", f->latency_ms, "fail_writes", "count",
+        f->fail_count, "status", f->fail_status, "code", f->fail_code, "message", f->fail_message,
+        "failed_writes", (json_int_t)f->failed_writes, "limits", "requests", lc.requests,
+        "window_s", lc.window_s, "concurrent", lc.concurrent, "exec_ms", lc.exec_ms);
+    json_t *nm = json_array();
+    for (int i = 0; i < f->nno_multiple; i++)
+        json_array_append_new(nm, json_string(f->no_multiple[i]));
+    json_object_set_new(j, "no_multiple", nm);
     pthread_mutex_unlock(&f->mu);
     /* the service protection record per client: 429s, Retry-After, requests before it elapsed */
     json_object_set_new(j, "throttling", emu_limits_state(ctx->limits));
@@ -139,7 +155,27 @@ void emu_admin_handle(emu_ctx_t *ctx, emu_req_t *req, emu_resp_t *resp)
     } else if (strcmp(what, "/faults") == 0 && post) {
         emu_faults_t *f = ctx->faults;
         json_t *fw = json_object_get(body, "fail_writes");
+        json_t *nm = json_object_get(body, "no_multiple");
+        if (nm && (!json_is_array(nm) || json_array_size(nm) > EMU_FAULTS_SETS_MAX)) {
+            emu_resp_error(resp, 400, "bad_request",
+                           "no_multiple: an array of at most %d entity set names",
+                           EMU_FAULTS_SETS_MAX);
+            goto out;
+        }
+        for (size_t i = 0; i < json_array_size(nm); i++) {
+            const char *set = json_string_value(json_array_get(nm, i));
+            if (!set || !emu_store_table_by_set(ctx->store, set)) {
+                emu_resp_error(resp, 400, "bad_request", "no_multiple[%zu]: not an entity set", i);
+                goto out;
+            }
+        }
         pthread_mutex_lock(&f->mu);
+        if (nm) {
+            f->nno_multiple = 0;
+            for (size_t i = 0; i < json_array_size(nm); i++)
+                snprintf(f->no_multiple[f->nno_multiple++], sizeof(f->no_multiple[0]), "%s",
+                         json_string_value(json_array_get(nm, i)));
+        }
         if (json_object_get(body, "unavailable"))
             f->unavailable = json_is_true(json_object_get(body, "unavailable"));
         if (json_is_integer(json_object_get(body, "latency_ms")))
@@ -178,15 +214,17 @@ void emu_admin_handle(emu_ctx_t *ctx, emu_req_t *req, emu_resp_t *resp)
             emu_resp_json(resp, 200, json_pack("{s:s,s:s}", "dropped", t, "column", c));
         }
     } else if (strcmp(what, "/expire-tokens") == 0 && post) {
-        dw_err_t err = strcmp(ctx->system, "dv") == 0
-                           ? emu_dv_expire_tokens(ctx, errstr, sizeof(errstr))
-                           : dw_errf(DW_ERR_INVALID_ARG, errstr, sizeof(errstr), "not for %s", ctx->system);
+        dw_err_t err =
+            strcmp(ctx->system, "dv") == 0
+                ? emu_dv_expire_tokens(ctx, errstr, sizeof(errstr))
+                : dw_errf(DW_ERR_INVALID_ARG, errstr, sizeof(errstr), "not for %s", ctx->system);
         if (err)
             emu_resp_error(resp, 500, "internal", "%s", errstr);
         else
             emu_resp_json(resp, 200, json_pack("{s:b}", "expired", 1));
     } else if (strcmp(what, "/events") == 0 && strcmp(req->method, "GET") == 0 && ctx->fo_events) {
-        emu_resp_json(resp, 200, emu_fo_events_state(ctx->fo_events)); /* F&O data events delivery */
+        emu_resp_json(resp, 200,
+                      emu_fo_events_state(ctx->fo_events)); /* F&O data events delivery */
     } else if (strcmp(what, "/reset") == 0 && post) {
         faults_clear(ctx->faults);
         emu_limits_reset(ctx->limits);

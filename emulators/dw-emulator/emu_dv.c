@@ -2005,7 +2005,8 @@ void emu_dv_handle(emu_ctx_t *ctx, emu_req_t *req, emu_resp_t *resp, const char 
         const char *pre = "Microsoft.Dynamics.CRM.";
         if (!p.has_key && strncmp(p.rest, pre, strlen(pre)) == 0) {
             const char *msg = p.rest + strlen(pre);
-            if (strcmp(msg, "UpsertMultiple") && strcmp(msg, "CreateMultiple") && strcmp(msg, "UpdateMultiple")) {
+            if ((strcmp(msg, "UpsertMultiple") && strcmp(msg, "CreateMultiple") && strcmp(msg, "UpdateMultiple")) ||
+                emu_faults_no_multiple(ctx->faults, d.t->entity_set)) {
                 emu_resp_error(resp, 404, DV_E_SEGMENT, "Resource not found for the segment '%s'.", p.rest);
             } else if (!post) {
                 emu_resp_error(resp, 405, DV_E_METHOD, "The method %s is not allowed on %s.", m, msg);

@@ -333,6 +333,105 @@ static dw_err_t fo_fetch(dw_pg_t *pg, const emu_table_t *t, const fo_key_t *k, b
     return err;
 }
 
+/* ---- relations ------------------------------------------------------------------------------- */
+
+/* s, or def when s is NULL. */
+static const char *str_or(const char *s, const char *def)
+{
+    return s ? s : def;
+}
+
+/* The "relation" of column name in t's metadata (schemas/metadata.schema.json), NULL when none. */
+static json_t *fo_col_relation(const emu_table_t *t, const char *name)
+{
+    json_t *cols = json_object_get(t->meta, "columns"), *c;
+    size_t i;
+    json_array_foreach(cols, i, c)
+    {
+        if (strcmp(str_or(json_string_value(json_object_get(c, "name")), ""), name) == 0)
+            return json_object_get(c, "relation");
+    }
+    return NULL;
+}
+
+/* The entity a relation names and its last key column, NULL when the metadata names none. */
+static const emu_table_t *fo_rel_target(emu_store_t *st, json_t *rel, const emu_col_t **kc)
+{
+    const emu_table_t *rt =
+        emu_store_table_by_name(st, str_or(json_string_value(json_object_get(rel, "entity")), ""));
+    json_t *key = rt ? json_object_get(rt->meta, "key") : NULL;
+    const char *last = json_string_value(json_array_get(key, json_array_size(key) - 1));
+    *kc = last ? emu_table_col(rt, last) : NULL;
+    return *kc ? rt : NULL;
+}
+
+/* Every relation of the metadata names an entity with a key (checked once, at start). */
+static dw_err_t fo_relations_check_meta(emu_store_t *st, char *errstr, size_t errstr_size)
+{
+    for (size_t i = 0; i < emu_store_ntables(st); i++) {
+        const emu_table_t *t = emu_store_table_at(st, i);
+        for (size_t j = 0; j < t->ncols; j++) {
+            json_t *rel = fo_col_relation(t, t->cols[j].name);
+            const emu_col_t *kc;
+            if (rel && !fo_rel_target(st, rel, &kc))
+                return dw_errf(DW_ERR_CONFIG, errstr, errstr_size,
+                               "metadata %s.%s: relation names entity \"%s\", which is not loaded "
+                               "or has no key",
+                               t->name, t->cols[j].name,
+                               str_or(json_string_value(json_object_get(rel, "entity")), "?"));
+        }
+    }
+    return DW_OK;
+}
+
+/* F&O validates the fields a write sets against their table relations: a value naming no record
+ * of the related table (in the row's company when that table is company-specific) fails the
+ * write. set: the columns the request sets (storage form); row: the row's dataAreaId. Empty
+ * values name nothing (F&O leaves an empty foreign key alone; "must be filled in" is checked by
+ * fo_in). Fills the response and returns false on a failure. */
+static bool fo_check_relations(fo_t *d, json_t *set, json_t *row)
+{
+    const emu_table_t *t = d->t;
+    for (size_t i = 0; i < t->ncols; i++) {
+        const emu_col_t *c = &t->cols[i];
+        json_t *v = json_object_get(set, c->name), *rel;
+        if (c->dropped || !json_is_string(v) || !*json_string_value(v) ||
+            !(rel = fo_col_relation(t, c->name)))
+            continue;
+        const emu_col_t *kc;
+        const emu_table_t *rt = fo_rel_target(d->ctx->store, rel, &kc);
+        if (!rt)
+            continue; /* refused at start (fo_relations_check_meta) */
+        fo_key_t k = {.n = 0};
+        if (emu_fo_company_specific(rt)) {
+            k.cols[k.n] = "dataAreaId";
+            snprintf(k.vals[k.n++], sizeof(k.vals[0]), "%s",
+                     str_or(json_string_value(json_object_get(row, "dataAreaId")), ""));
+        }
+        k.cols[k.n] = kc->name;
+        snprintf(k.vals[k.n++], sizeof(k.vals[0]), "%s", json_string_value(v));
+        json_t *found = NULL;
+        char errstr[512];
+        dw_err_t err = fo_fetch(d->pg, rt, &k, false, &found, errstr, sizeof(errstr));
+        json_decref(found);
+        if (err) {
+            fo_pg_error(d, err, errstr);
+            return false;
+        }
+        if (!found) {
+            emu_fo_error(
+                d->resp, 400, FO_T_WRITE,
+                "Write failed for table row of type '%s'. Infolog: Error: The value '%.100s' "
+                "in field '%s' is not found in the related table '%s'.",
+                t->name, json_string_value(v),
+                str_or(json_string_value(json_object_get(rel, "label")), c->name),
+                str_or(json_string_value(json_object_get(rel, "table_label")), rt->name));
+            return false;
+        }
+    }
+    return true;
+}
+
 /* ---- output ---------------------------------------------------------------------------------- */
 
 static void fo_entity_url(const fo_t *d, json_t *row, char *out, size_t size)
@@ -678,7 +777,7 @@ static void fo_create(fo_t *d)
         goto out;
     if (emu_faults_take_write(d->ctx->faults, d->resp) || !fo_begin(d))
         goto out;
-    if (!fo_complete_create(d, store))
+    if (!fo_complete_create(d, store) || !fo_check_relations(d, store, store))
         goto rollback;
     sqlf(sql,
          "INSERT INTO %s AS x SELECT * FROM jsonb_populate_record(NULL::%s, $1::jsonb) RETURNING "
@@ -754,7 +853,7 @@ static void fo_update(fo_t *d, const fo_key_t *k)
         fo_not_found(d, k);
         goto rollback;
     }
-    if (!fo_etag_ok(d, existing))
+    if (!fo_etag_ok(d, existing) || !fo_check_relations(d, store, existing))
         goto rollback;
     json_t *full = json_deep_copy(existing);
     json_object_update(full, store);
@@ -1641,7 +1740,8 @@ static void fo_metadata(emu_ctx_t *ctx, emu_resp_t *resp)
 
 dw_err_t emu_fo_init(emu_ctx_t *ctx, char *errstr, size_t errstr_size)
 {
-    return emu_fo_store_prepare(ctx->store, errstr, errstr_size);
+    dw_err_t err = fo_relations_check_meta(ctx->store, errstr, errstr_size);
+    return err ? err : emu_fo_store_prepare(ctx->store, errstr, errstr_size);
 }
 
 dw_err_t emu_fo_after_reset(emu_ctx_t *ctx, char *errstr, size_t errstr_size)

@@ -61,6 +61,8 @@ static void setup(void)
     cr_assert(dw_testreceiver_start(&rx, EVENT_SECRET, errstr, sizeof(errstr)) == 0, "%s", errstr);
     emu = dw_testreceiver_start_fo(&rx, "emu_fo", ADMIN, errstr, sizeof(errstr));
     cr_assert(emu, "%s", errstr);
+    /* the currencies and groups the customers name (F&O checks relations) */
+    cr_assert_eq(dw_testemu_fo_refdata(emu, "usmf,usrt", errstr, sizeof(errstr)), 0, "%s", errstr);
 }
 
 TestSuite(emulator_fo, .init = setup, .fini = stop_emulator, .timeout = 60);
@@ -278,6 +280,11 @@ Test(emulator_fo, query_options_enum_literals_and_paging)
 Test(emulator_fo, validation_and_bad_input_never_crash)
 {
     resp_t r;
+    char errstr[512];
+    cr_assert_eq(dw_testemu_insert_rows(emu, "CustomerGroup",
+                                        "[{\"dataAreaId\":\"usrt\",\"CustomerGroupId\":\"77\"}]",
+                                        errstr, sizeof(errstr)),
+                 0, "%s", errstr);
     make_customer("V-1", NULL, "10", 201);
     make_customer("V-1", NULL, "10", 400); /* the record already exists */
     struct {
@@ -297,6 +304,12 @@ Test(emulator_fo, validation_and_bad_input_never_crash)
         {"PATCH", "CustomersV3(dataAreaId='usmf',CustomerAccount='V-1')", "{\"CustomerAccount\":\"V-9\"}", NULL, 400, "cannot be changed"},
         {"PATCH", "CustomersV3(dataAreaId='usmf',CustomerAccount='V-1')", "{\"CustomerGroupId\":null}", NULL, 400, "must be filled in"},
         {"PATCH", "CustomersV3(dataAreaId='usmf',CustomerAccount='missing')", "{\"CreditLimit\":1}", NULL, 404, "No resource"},
+        /* relations: the group and currency must exist, the group in the row's own company */
+        {"POST", "CustomersV3", "{\"CustomerAccount\":\"V-2\",\"PartyType\":\"Organization\",\"CustomerGroupId\":\"99\",\"SalesCurrencyCode\":\"USD\"}", NULL, 400, "The value '99' in field 'Customer group' is not found in the related table 'Customer groups'."},
+        {"POST", "CustomersV3", "{\"CustomerAccount\":\"V-2\",\"PartyType\":\"Organization\",\"CustomerGroupId\":\"77\",\"SalesCurrencyCode\":\"USD\"}", NULL, 400, "The value '77' in field 'Customer group'"},
+        {"POST", "CustomersV3", "{\"CustomerAccount\":\"V-2\",\"PartyType\":\"Organization\",\"CustomerGroupId\":\"10\",\"SalesCurrencyCode\":\"XXX\"}", NULL, 400, "in field 'Currency' is not found in the related table 'Currency'"},
+        {"PATCH", "CustomersV3(dataAreaId='usmf',CustomerAccount='V-1')", "{\"PaymentTerms\":\"Net99\"}", NULL, 400, "The value 'Net99' in field 'Terms of payment'"},
+        {"PATCH", "CustomersV3(dataAreaId='usmf',CustomerAccount='V-1')", "{\"CustomerGroupId\":\"O'Neil\\\\x\"}", NULL, 400, "not found in the related table"},
         {"GET", "NoSuchEntities", NULL, NULL, 404, "No HTTP resource"},
         {"GET", "CustomersV3(dataAreaId='usmf',CustomerAccount='V-1)", NULL, NULL, 400, NULL},
         {"GET", "CustomersV3(dataAreaId='usmf',CustomerAccount='')%20or%201%20eq%201')", NULL, NULL, 400, NULL},
@@ -337,6 +350,10 @@ Test(emulator_fo, validation_and_bad_input_never_crash)
     req(&r, "GET", "CustomersV3(dataAreaId='usmf',CustomerAccount='V-1')", NULL, NULL);
     cr_assert_eq(r.status, 200);
     cr_assert_str_eq(json_string_value(json_object_get(r.json, "CustomerGroupId")), "10", "failed writes changed nothing");
+    resp_free(&r);
+    /* a group that exists is taken; an empty terms of payment names nothing */
+    req(&r, "PATCH", "CustomersV3(dataAreaId='usmf',CustomerAccount='V-1')", "{\"CustomerGroupId\":\"30\",\"PaymentTerms\":\"\"}", NULL);
+    cr_assert_eq(r.status, 204, "%ld %s", r.status, r.body ? r.body : "");
     resp_free(&r);
 }
 
@@ -384,8 +401,18 @@ Test(emulator_fo, data_events_for_create_update_delete)
     cr_assert(p2, "delete has a PreImage");
     cr_assert_eq(json_number_value(attr(p2, "CreditLimit")), 750);
     cr_assert_eq(rx.bad_auth, 0, "the shared-secret header is sent");
-    /* null dates are omitted, set dates are sent */
+    /* null dates are omitted, set dates are sent; the order's customer (F&O checks the relation)
+     * is written straight into the table, so it makes no event */
+    char errstr[512];
+    cr_assert_eq(dw_testemu_insert_rows(emu, "CustomerV3",
+                                        "[{\"dataAreaId\":\"usmf\",\"CustomerAccount\":\"E-9\"}]",
+                                        errstr, sizeof(errstr)),
+                 0, "%s", errstr);
     req(&r, "POST", "CDSSalesOrderHeaders", "{\"SalesOrderNumber\":\"SO-1\",\"OrderingCustomerAccountNumber\":\"E-1\",\"CurrencyCode\":\"USD\"}", NULL);
+    cr_assert_eq(r.status, 400, "a deleted customer is not found: %ld %s", r.status, r.body);
+    cr_assert(strstr(r.body, "The value 'E-1' in field 'Customer account' is not found in the related table 'Customers'"), "%s", r.body);
+    resp_free(&r);
+    req(&r, "POST", "CDSSalesOrderHeaders", "{\"SalesOrderNumber\":\"SO-1\",\"OrderingCustomerAccountNumber\":\"E-9\",\"CurrencyCode\":\"USD\"}", NULL);
     cr_assert_eq(r.status, 201, "%ld %s", r.status, r.body);
     resp_free(&r);
     req(&r, "PATCH", "CDSSalesOrderHeaders(dataAreaId='usmf',SalesOrderNumber='SO-1')", "{\"RequestedShippingDate\":\"2026-03-01\"}", NULL);
@@ -514,6 +541,9 @@ Test(emulator_fo, admin_faults_schema_drift_and_throttling)
     req(&r, "POST", "/_admin/reset", "{}", ADMIN_H);
     cr_assert_eq(r.status, 200, "%ld %s", r.status, r.body);
     resp_free(&r);
+    make_customer("A-2", NULL, "10", 400); /* the reset emptied the customer groups too */
+    char errstr[512];
+    cr_assert_eq(dw_testemu_fo_refdata(emu, "usmf", errstr, sizeof(errstr)), 0, "%s", errstr);
     make_customer("A-2", NULL, "10", 201);
     cr_assert_eq(outbox_rows(), 1, "the outbox starts again after a reset");
     req(&r, "POST", "/_admin/limits", "{\"spec\":\"2/60\"}", ADMIN_H);
@@ -546,10 +576,20 @@ Test(emulator_fo, pages_without_filter_equal_the_filtered_form)
     dw_test_run(sr, DW_BIN_DIR "/dw-emulator", args, NULL, 1);
     cr_assert_eq(sr->status, 0, "seed: %s", sr->err);
     free(sr);
+    /* the seed replaced the groups and currencies: the written customer names its own */
+    char errstr[512];
+    cr_assert_eq(dw_testemu_insert_rows(emu, "CustomerGroup",
+                                        "[{\"dataAreaId\":\"usmf\",\"CustomerGroupId\":\"QG\"}]",
+                                        errstr, sizeof(errstr)),
+                 0, "%s", errstr);
+    cr_assert_eq(dw_testemu_insert_rows(emu, "Currency",
+                                        "[{\"CurrencyCode\":\"XQX\",\"Name\":\"Test\"}]", errstr,
+                                        sizeof(errstr)),
+                 0, "%s", errstr);
     resp_t r;
     req(&r, "POST", "CustomersV3",
         "{\"dataAreaId\":\"usmf\",\"CustomerAccount\":\"Q\\\"t\\\\b\\tx\",\"PartyType\":"
-        "\"Organization\",\"CustomerGroupId\":\"10\",\"SalesCurrencyCode\":\"USD\","
+        "\"Organization\",\"CustomerGroupId\":\"QG\",\"SalesCurrencyCode\":\"XQX\","
         "\"OrganizationName\":\"M\\u00fcller \\u2603 \\n\\u0001/\",\"OnHoldStatus\":\"No\","
         "\"CreditLimit\":12.5}",
         NULL);

@@ -53,6 +53,8 @@ static void setup(void)
     cr_assert(dw_testreceiver_start(&rx, EVENT_SECRET, errstr, sizeof(errstr)) == 0, "%s", errstr);
     emu = dw_testreceiver_start_fo(&rx, "emu_fob", ADMIN, errstr, sizeof(errstr));
     cr_assert(emu, "%s", errstr);
+    /* the currencies and groups the customers name (F&O checks relations) */
+    cr_assert_eq(dw_testemu_fo_refdata(emu, "usmf", errstr, sizeof(errstr)), 0, "%s", errstr);
 }
 
 TestSuite(emulator_fo_batch, .init = setup, .fini = stop_emulator, .timeout = 60);

@@ -200,6 +200,39 @@ Test(target_dv, one_invalid_record_in_a_thousand_is_the_only_failure)
     cr_assert_eq(s.fallbacks, 1);
 }
 
+/* A table whose type does not bind UpsertMultiple (the action's segment is not found, 404
+ * 0x8006088a): the chunk is resent as $batch, every record lands, and later writes to that table
+ * go to $batch straight away (one fallback in all). */
+Test(target_dv, a_table_without_upsertmultiple_is_written_through_batch)
+{
+    start(NULL, 1000);
+    company("usmf");
+    admin("/_admin/faults", "{\"no_multiple\":[\"accounts\"]}");
+    recs_t rs;
+    accounts(&rs, 300, "Name");
+    write_all(&rs);
+    expect_all(&rs, DW_WCLASS_OK);
+    cr_assert(rs.r[7].record_id_out[0], "the $batch answer names the row id");
+    recs_free(&rs);
+    dw_target_stats_t s;
+    dw_target_stats(tgt, &s);
+    cr_assert_eq(s.fallbacks, 1);
+    unsigned long requests = s.requests;
+    accounts(&rs, 300, "Renamed");
+    write_all(&rs);
+    expect_all(&rs, DW_WCLASS_OK);
+    recs_free(&rs);
+    dw_target_stats(tgt, &s);
+    cr_assert_eq(s.fallbacks, 1, "the table is remembered: no second UpsertMultiple");
+    cr_assert_eq(s.requests, requests + 1, "one $batch of 300");
+    cr_assert_eq(count_of("accounts?$count=true&$top=1"), 300);
+    cr_assert_eq(count_of("accounts?$count=true&$top=1&$filter=name eq 'Renamed 299'"), 1);
+    /* other tables still take UpsertMultiple */
+    company("usrt");
+    dw_target_stats(tgt, &s);
+    cr_assert_eq(s.fallbacks, 1);
+}
+
 Test(target_dv, dropped_column_is_schema_drift_and_missing_lookups_are_lookup_missing)
 {
     start(NULL, 1000);
@@ -330,6 +363,8 @@ Test(target_dv, wrong_credentials_are_a_config_error)
     start(NULL, 1000);
     dw_target_destroy(tgt);
     dw_system_destroy(sys);
+    ts.tgt = NULL; /* the harness frees what it holds: it holds the new ones below */
+    ts.sys = NULL;
     char errstr[512];
     cr_assert_eq(dw_conf_set(conf, "dv.client_secret", "wrong", DW_CONF_SRC_FLAG, "test", errstr,
                              sizeof(errstr)),
@@ -337,8 +372,10 @@ Test(target_dv, wrong_credentials_are_a_config_error)
     dw_err_t err;
     sys = dw_system_new(conf, "dv", &err, errstr, sizeof(errstr));
     cr_assert(sys, "%s", errstr);
+    ts.sys = sys;
     tgt = dw_target_dv_new(sys, NULL, errstr, sizeof(errstr));
     cr_assert(tgt);
+    ts.tgt = tgt;
     recs_t rs;
     recs_init(&rs, 2);
     set_rec(&rs, 0, "cdm_companies", "cdm_company", DW_WOP_UPSERT,

@@ -35,6 +35,8 @@ static void start(const char *limits, size_t chunk_max)
     cr_assert_eq(dw_testsys_start(&ts, "fo", ADMIN, limits, chunk_max, errstr, sizeof(errstr)), 0,
                  "%s", errstr);
     emu = ts.emu;
+    /* the currencies and groups the customers name (F&O checks relations) */
+    cr_assert_eq(dw_testemu_fo_refdata(emu, "usmf", errstr, sizeof(errstr)), 0, "%s", errstr);
     conf = ts.conf;
     sys = ts.sys;
     tgt = ts.tgt;
@@ -200,6 +202,43 @@ Test(target_fo, a_failure_in_the_middle_of_a_batch_does_not_stop_the_others)
     cr_assert(strstr(rs.r[300].message, "maximum length"), "%s", rs.r[300].message);
     recs_free(&rs);
     cr_assert_eq(fo_count("CustomersV3/$count"), N - 2);
+}
+
+/* F&O checks relations: a customer naming a group that is not there yet is lookup_missing (the
+ * group may still be on its way), the records around it land, and once the group exists the same
+ * record lands. */
+Test(target_fo, a_missing_related_record_is_lookup_missing_until_it_exists)
+{
+    start(NULL, 1000);
+    recs_t rs;
+    customers(&rs, 10, "Name", false);
+    json_object_set_new(rs.fields[4], "CustomerGroupId", json_string("NEW"));
+    write_all(&rs);
+    for (size_t i = 0; i < rs.n; i++) {
+        dw_wclass_t want = i == 4 ? DW_WCLASS_LOOKUP_MISSING : DW_WCLASS_OK;
+        cr_assert_eq(rs.r[i].cls, want, "record %zu: %s %ld %s", i, dw_wclass_name(rs.r[i].cls),
+                     rs.r[i].status, rs.r[i].message);
+    }
+    cr_assert_eq(rs.r[4].status, 400);
+    cr_assert(strstr(rs.r[4].message, "'NEW' in field 'Customer group' is not found"), "%s",
+              rs.r[4].message);
+    cr_assert_eq(fo_count("CustomersV3/$count"), 9);
+    recs_free(&rs);
+
+    recs_t g;
+    recs_init(&g, 1);
+    set_rec(&g, 0, "CustomerGroups", "CustomerGroup", DW_WOP_UPSERT,
+            json_pack("{s:s,s:s}", "dataAreaId", "usmf", "CustomerGroupId", "NEW"),
+            json_pack("{s:s,s:s}", "CustomerGroupId", "NEW", "Description", "arrived later"));
+    write_all(&g);
+    expect_all(&g, DW_WCLASS_OK);
+    recs_free(&g);
+    customers(&rs, 10, "Name", true);
+    json_object_set_new(rs.fields[4], "CustomerGroupId", json_string("NEW"));
+    write_all(&rs);
+    expect_all(&rs, DW_WCLASS_OK);
+    recs_free(&rs);
+    cr_assert_eq(fo_count("CustomersV3/$count"), 10);
 }
 
 Test(target_fo, dropped_column_is_schema_drift_and_deletes_are_ok)

@@ -414,3 +414,80 @@ done:
     PQfinish(c);
     return rc;
 }
+
+int dw_testemu_insert_rows(dw_testemu_t *emu, const char *table, const char *rows, char *errstr,
+                           size_t errstr_size)
+{
+    int rc = -1;
+    char *qs = NULL, *qt = NULL, sql[600];
+    PGresult *res = NULL;
+    const char *dsn = getenv("DW_PG_DSN");
+    if (!dsn) {
+        set_err(errstr, errstr_size, "DW_PG_DSN is not set");
+        return -1;
+    }
+    PGconn *c = PQconnectdb(dsn);
+    if (PQstatus(c) != CONNECTION_OK) {
+        set_err(errstr, errstr_size, "could not connect: %s", PQerrorMessage(c));
+        goto done;
+    }
+    qs = PQescapeIdentifier(c, emu->schema, strlen(emu->schema));
+    qt = PQescapeIdentifier(c, table, strlen(table));
+    if (!qs || !qt ||
+        (size_t)snprintf(sql, sizeof(sql),
+                         "INSERT INTO %s.%s SELECT * FROM jsonb_populate_recordset(NULL::%s.%s, "
+                         "$1::jsonb)",
+                         qs, qt, qs, qt) >= sizeof(sql)) {
+        set_err(errstr, errstr_size, "could not build the insert: %s", PQerrorMessage(c));
+        goto done;
+    }
+    const char *p[1] = {rows};
+    res = PQexecParams(c, sql, 1, NULL, p, NULL, NULL, 0);
+    if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+        set_err(errstr, errstr_size, "insert into %s: %s", table, PQerrorMessage(c));
+        goto done;
+    }
+    rc = 0;
+done:
+    PQclear(res);
+    PQfreemem(qs);
+    PQfreemem(qt);
+    PQfinish(c);
+    return rc;
+}
+
+int dw_testemu_fo_refdata(dw_testemu_t *emu, const char *companies, char *errstr,
+                          size_t errstr_size)
+{
+    if (dw_testemu_insert_rows(emu, "Currency",
+                               "[{\"CurrencyCode\":\"USD\",\"Name\":\"US dollar\"},"
+                               "{\"CurrencyCode\":\"EUR\",\"Name\":\"Euro\"},"
+                               "{\"CurrencyCode\":\"GBP\",\"Name\":\"Pound sterling\"}]",
+                               errstr, errstr_size))
+        return -1;
+    char co[64], groups[3][1024] = {"[", "["};
+    const char *s = companies;
+    size_t n = 0;
+    while (*s) {
+        size_t l = strcspn(s, ",");
+        snprintf(co, sizeof(co), "%.*s", (int)(l < sizeof(co) - 1 ? l : sizeof(co) - 1), s);
+        for (int g = 10; g <= 30; g += 10) {
+            for (int k = 0; k < 2; k++) {
+                size_t u = strlen(groups[k]);
+                snprintf(groups[k] + u, sizeof(groups[k]) - u,
+                         "%s{\"dataAreaId\":\"%s\",\"%s\":\"%d\",\"Description\":\"Group %d\"}",
+                         n ? "," : "", co, k ? "VendorGroupId" : "CustomerGroupId", g, g);
+            }
+            n++;
+        }
+        s += l;
+        if (*s == ',')
+            s++;
+    }
+    strcat(groups[0], "]");
+    strcat(groups[1], "]");
+    if (dw_testemu_insert_rows(emu, "CustomerGroup", groups[0], errstr, errstr_size) ||
+        dw_testemu_insert_rows(emu, "VendorGroup", groups[1], errstr, errstr_size))
+        return -1;
+    return 0;
+}

@@ -89,6 +89,19 @@ const char *dw_testemu_resp_header(const dw_testemu_resp_t *r, const char *name,
  * the caller binds it); 0 on failure. */
 int dw_testemu_free_port(void);
 
+/* Rows of an emulated table written straight into its PostgreSQL table (no request, so no data
+ * event and no check), for the reference data a test's writes refer to: rows is a JSON array of
+ * objects in storage form (column names of the metadata, dataAreaId in lower case). 0, or -1 with
+ * errstr filled. */
+int dw_testemu_insert_rows(dw_testemu_t *emu, const char *table, const char *rows, char *errstr,
+                           size_t errstr_size);
+
+/* The F&O reference rows the tests' customers and vendors name (F&O checks relations): currencies
+ * USD, EUR and GBP, and customer and vendor groups 10, 20 and 30 in the companies given
+ * (comma-separated, e.g. "usmf,usrt"). 0, or -1 with errstr filled. */
+int dw_testemu_fo_refdata(dw_testemu_t *emu, const char *companies, char *errstr,
+                          size_t errstr_size);
+
 /* DROP SCHEMA IF EXISTS schema CASCADE in the database at dsn. 0, or -1 with errstr filled
  * (errstr may be NULL). */
 int dw_testemu_schema_drop(const char *dsn, const char *schema, char *errstr, size_t errstr_size);

@@ -425,6 +425,47 @@ Test(map, metadata_problems_are_reported_with_the_metadata_file,
     dw_map_report_destroy(r);
 }
 
+Test(map, a_relation_is_checked_like_the_schema_says, .init = (void (*)(void))dw_test_tmpdir_new,
+     .fini = dw_test_tmpdir_remove)
+{
+    char cmd[1024];
+    const char *dir = dw_test_write_file("x", "");
+    char meta[512];
+    snprintf(meta, sizeof(meta), "%.*s/meta", (int)(strlen(dir) - 2), dir);
+    snprintf(cmd, sizeof(cmd), "cp -r %s %s", METADATA, meta);
+    cr_assert_eq(system(cmd), 0);
+    char bad[600];
+    snprintf(bad, sizeof(bad), "%s/fo/Bad.json", meta);
+    FILE *f = fopen(bad, "w");
+    cr_assert_not_null(f);
+    fputs("{\"system\": \"fo\", \"name\": \"Bad\", \"entity_set\": \"Bads\", "
+          "\"company_specific\": false, \"key\": [\"Id\"], \"columns\": ["
+          "{\"name\": \"Id\", \"type\": \"string\", \"required\": true, \"read_only\": false},"
+          "{\"name\": \"N\", \"type\": \"integer\", \"required\": false, \"read_only\": false,"
+          " \"relation\": {\"entity\": \"Currency\", \"label\": \"N\", \"table_label\": \"C\"}},"
+          "{\"name\": \"G\", \"type\": \"string\", \"required\": false, \"read_only\": false,"
+          " \"relation\": {\"entity\": \"CustomerGroup\", \"label\": \"\"}},"
+          "{\"name\": \"C\", \"type\": \"string\", \"required\": false, \"read_only\": false,"
+          " \"relation\": {\"entity\": \"Currency\", \"label\": \"Currency\", \"table_label\": "
+          "\"Currency\"}}]}",
+          f);
+    fclose(f);
+    char errstr[1024];
+    dw_map_report_t *r = dw_map_report_new();
+    dw_meta_t *m = dw_meta_load(meta, r, errstr, sizeof(errstr));
+    cr_assert_null(m);
+    lines_t got = {0};
+    problems_of(r, bad, &got);
+    char all[2048];
+    lines_text(&got, all, sizeof(all));
+    cr_assert(lines_has(&got, "/columns/1: schema"), "%s", all);                /* not a string */
+    cr_assert(lines_has(&got, "/columns/2/relation: schema"), "%s", all);       /* no table_label */
+    cr_assert(lines_has(&got, "/columns/2/relation/label: schema"), "%s", all); /* empty */
+    cr_assert_eq(got.n, 3, "only those: %s", all); /* column 3 is fine */
+    lines_free(&got);
+    dw_map_report_destroy(r);
+}
+
 /* ---- the set: order and cycles ------------------------------------------------------------- */
 
 static size_t index_of(const dw_map_t **order, size_t n, const char *name)
