@@ -22,6 +22,7 @@
 #include <string.h>
 #include <sys/random.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "dw_filter.h"
 #include "dw_log.h"
@@ -58,7 +59,15 @@ typedef struct {
     dw_pg_t *pg;
     emu_table_t *t;
     json_t *bind_cache; /* bulk messages: @odata.bind reference -> id, NULL elsewhere */
+    int attempt;        /* 0, or the number of times this write was already run */
+    char caller[37];    /* caller_id of the request's client, once computed ("" before) */
+    bool retry;         /* the write lost a race with a concurrent writer: run it again */
 } dv_t;
+
+/* Writers run side by side (no lock, see dv_changes): a write that lost a race with another
+ * one (both created the same alternate key: 23505 once the other committed; a deadlock: 40P01)
+ * runs again on its own, up to this many times, and then finds the other's row. */
+#define DV_WRITE_ATTEMPTS 3
 
 typedef struct {
     int maxpagesize; /* 0: not given */
@@ -78,18 +87,32 @@ typedef struct {
 
 #define sqlf(buf, ...) emu_store_sqlcat(buf, DV_SQL_MAX, __VA_ARGS__)
 
+/* A random (version 4) GUID. The random bytes come from getrandom in blocks of 64 GUIDs per
+ * thread (a bulk message creates thousands: one system call each was measurable). */
 static void uuid_new(char out[37])
 {
-    unsigned char b[16];
-    if (getrandom(b, sizeof(b), 0) != (ssize_t)sizeof(b)) {
-        for (size_t i = 0; i < sizeof(b); i++)
-            b[i] = (unsigned char)rand();
+    static _Thread_local unsigned char pool[16 * 64];
+    static _Thread_local size_t used = sizeof(pool);
+    static const char hex[] = "0123456789abcdef";
+    if (used == sizeof(pool)) {
+        if (getrandom(pool, sizeof(pool), 0) != (ssize_t)sizeof(pool)) {
+            for (size_t i = 0; i < sizeof(pool); i++)
+                pool[i] = (unsigned char)rand();
+        }
+        used = 0;
     }
+    unsigned char *b = pool + used;
+    used += 16;
     b[6] = (unsigned char)((b[6] & 0x0f) | 0x40);
     b[8] = (unsigned char)((b[8] & 0x3f) | 0x80);
-    snprintf(out, 37, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0],
-             b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13],
-             b[14], b[15]);
+    char *o = out;
+    for (int i = 0; i < 16; i++) {
+        if (i == 4 || i == 6 || i == 8 || i == 10)
+            *o++ = '-';
+        *o++ = hex[b[i] >> 4];
+        *o++ = hex[b[i] & 15];
+    }
+    *o = '\0';
 }
 
 /* A GUID derived from the client id: the caller's systemuserid for ownerid. */
@@ -127,6 +150,9 @@ static void dv_prefer_parse(const char *h, dv_prefer_t *p)
 static void dv_pg_error(dv_t *d, dw_err_t err, const char *errstr)
 {
     const char *state = d->pg ? dw_pg_last_sqlstate(d->pg) : "08006";
+    if (err == DW_ERR_PG && !d->req->txn && d->attempt + 1 < DV_WRITE_ATTEMPTS &&
+        (strcmp(state, "23505") == 0 || strcmp(state, "40P01") == 0))
+        d->retry = true;
     if (err == DW_ERR_PG && strcmp(state, "23505") == 0) {
         emu_resp_error(d->resp, 412, DV_E_DUPLICATE,
                        "A record that has the attribute values of an alternate key of '%s' already exists. "
@@ -604,9 +630,9 @@ static bool dv_complete_create(dv_t *d, json_t *store)
             uuid_new(id);
             json_object_set_new(store, c->name, json_string(id));
         } else if (c->generated && strcmp(c->generated, "caller") == 0) {
-            char id[37];
-            caller_id(d->req->client, id);
-            json_object_set_new(store, c->name, json_string(id));
+            if (!d->caller[0])
+                caller_id(d->req->client, d->caller);
+            json_object_set_new(store, c->name, json_string(d->caller));
         } else if (c->defval && !v) {
             json_object_set(store, c->name, c->defval);
         } else if (c->required && !c->generated && !c->defval) {
@@ -844,7 +870,7 @@ static void dv_single_write(dv_t *d, const dv_key_t *k, int mode, const dv_prefe
     bool created = false;
     if (!body)
         return;
-    if (emu_faults_take_write(d->ctx->faults, d->resp)) {
+    if (!d->attempt && emu_faults_take_write(d->ctx->faults, d->resp)) {
         json_decref(body);
         return;
     }
@@ -867,7 +893,7 @@ static void dv_delete(dv_t *d, const dv_key_t *k)
 {
     char errstr[512];
     json_t *existing = NULL;
-    if (emu_faults_take_write(d->ctx->faults, d->resp) || !dv_begin(d))
+    if ((!d->attempt && emu_faults_take_write(d->ctx->faults, d->resp)) || !dv_begin(d))
         return;
     dw_err_t err = dv_fetch(d->pg, d->t, k, true, &existing, errstr, sizeof(errstr));
     const char *if_match = emu_req_header(d->req, "If-Match");
@@ -1186,7 +1212,7 @@ static void dv_multiple(dv_t *d, const char *message)
             goto out;
         }
     }
-    if (emu_faults_take_write(d->ctx->faults, d->resp))
+    if (!d->attempt && emu_faults_take_write(d->ctx->faults, d->resp))
         goto out;
     /* The columns of each target (conversions, @odata.bind lookups) do not depend on whether the
      * record exists unless the target names the id column: they are worked out before the write
@@ -1197,12 +1223,10 @@ static void dv_multiple(dv_t *d, const char *message)
         json_t *tg = json_array_get(targets, i);
         if (d->t->id_column && json_object_get(tg, d->t->id_column))
             continue; /* done inside, once it is known whether the record exists */
-        json_t *copy = json_deep_copy(tg), *store = json_object();
-        json_object_del(copy, "@odata.id");
+        json_t *store = json_object(); /* dv_in skips @odata.id like every annotation but binds */
         if (hk[i])
             key_to_store(d->t, &keys[i], store);
-        bool ok = dv_in(d, copy, mode == DV_CREATE, store);
-        json_decref(copy);
+        bool ok = dv_in(d, tg, mode == DV_CREATE, store);
         if (!ok) {
             json_decref(store);
             goto out;
@@ -1571,30 +1595,93 @@ static bool dv_token_parse(const char *tok, long long *version, time_t *issued)
     return true;
 }
 
+/* Change tracking needs no writers' lock. Every row and every tombstone carries the id of the
+ * transaction that wrote it (the xid8 columns "_xid" and _deleted.xid, stamped by the triggers,
+ * emu_store.c). A reader works in one REPEATABLE READ snapshot whose horizon
+ * H = pg_snapshot_xmin(snapshot) has every transaction below it ended: what they wrote is final
+ * in the snapshot (visible when they committed, absent when they aborted). A delta from the token
+ * F returns the rows and tombstones written by the transactions in [F, H) and hands out H as the
+ * next token; what transactions at or above H wrote (in flight, or committed but not yet below
+ * the horizon) is withheld until a later delta. Horizons never decrease, so a chain of tokens
+ * cuts the transaction ids into disjoint intervals and each committed change is returned by
+ * exactly one delta; a row written again later leaves the interval of its old write and comes
+ * back, with its new state, in the interval of the new one. Pages of one delta keep [F, H) and
+ * continue after the last (transaction, version) returned. docs/emulators.md has the argument. */
+
+#define DV_HORIZON_WAIT_MS 5000
+#define DV_EXPIRE_WAIT_MS  30000
+
+/* Wait until every transaction that had started when this was called has ended (horizon past
+ * them), polling every millisecond for at most wait_ms: a delta asked for right after a write
+ * then returns it. true when reached. The horizon is the cluster's, so a long transaction
+ * elsewhere can only delay changes (after wait_ms the delta answers without them), never lose
+ * them. after: NULL (the next transaction id now), or an xid8 that the horizon must pass. */
+static bool dv_horizon_wait(dw_pg_t *pg, const char *after, int wait_ms)
+{
+    char errstr[256], x0[32];
+    PGresult *res = NULL;
+    bool reached = false;
+    if (after) {
+        snprintf(x0, sizeof(x0), "%s", after);
+    } else {
+        if (dw_pg_exec(pg, "SELECT pg_snapshot_xmax(pg_current_snapshot())::text", 0, NULL, &res,
+                       errstr, sizeof(errstr)))
+            goto out;
+        snprintf(x0, sizeof(x0), "%s", PQgetvalue(res, 0, 0));
+        PQclear(res);
+        res = NULL;
+    }
+    const char *p[1] = {x0};
+    struct timespec t0, t;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    for (long long waited = 0; !reached && waited <= wait_ms;) {
+        if (dw_pg_exec(pg, after ? "SELECT pg_snapshot_xmin(pg_current_snapshot()) > $1::xid8"
+                                 : "SELECT pg_snapshot_xmin(pg_current_snapshot()) >= $1::xid8",
+                       1, p, &res, errstr, sizeof(errstr)))
+            break;
+        reached = strcmp(PQgetvalue(res, 0, 0), "t") == 0;
+        PQclear(res);
+        res = NULL;
+        if (!reached)
+            usleep(1000);
+        clock_gettime(CLOCK_MONOTONIC, &t);
+        waited = (t.tv_sec - t0.tv_sec) * 1000LL + (t.tv_nsec - t0.tv_nsec) / 1000000;
+    }
+out:
+    PQclear(res);
+    return reached;
+}
+
 dw_err_t emu_dv_expire_tokens(emu_ctx_t *ctx, char *errstr, size_t errstr_size)
 {
     dw_pg_t *pg = emu_store_acquire(ctx->store, errstr, errstr_size);
+    PGresult *res = NULL;
+    char e[32] = "";
     if (!pg)
         return DW_ERR_PG_CONN;
-    /* Every token carries a version <= the sequence's current value. Taking one more version
-     * (under the writers' lock, so no write is in flight) and refusing tokens below it expires
-     * every token issued before this call, including one issued after the last change, while a
-     * token issued afterwards (version >= the one taken) stays valid. */
+    /* Tokens are horizons. The call stores its own transaction id E and tokens <= E are
+     * refused. A token issued before the call came from a
+     * snapshot taken before E was assigned, so it is <= E (a horizon is at most the next
+     * transaction id of its snapshot); the call returns only once the horizon has passed E, so a
+     * token issued afterwards is > E and stays valid. */
     const char *schema = emu_store_schema(ctx->store);
     char sql[DV_SQL_MAX] = "";
-    sqlf(sql, "INSERT INTO \"%s\".\"_state\"(k, v) SELECT 'ct_min_version', nextval('\"%s\".\"_version_seq\"')::text"
-         " ON CONFLICT (k) DO UPDATE SET v = EXCLUDED.v", schema, schema);
-    const char *p[1] = {schema};
+    sqlf(sql, "INSERT INTO \"%s\".\"_state\"(k, v) VALUES ('ct_min_xid', pg_current_xact_id()::text)"
+         " ON CONFLICT (k) DO UPDATE SET v = EXCLUDED.v RETURNING v", schema);
     dw_err_t err = dw_pg_begin(pg, errstr, errstr_size);
     if (!err)
-        err = dw_pg_exec(pg, "SELECT pg_advisory_xact_lock(hashtext($1))", 1, p, NULL, errstr,
-                         errstr_size);
+        err = dw_pg_exec(pg, sql, 0, NULL, &res, errstr, errstr_size);
     if (!err)
-        err = dw_pg_exec(pg, sql, 0, NULL, NULL, errstr, errstr_size);
+        snprintf(e, sizeof(e), "%s", PQgetvalue(res, 0, 0));
     if (!err)
         err = dw_pg_commit(pg, errstr, errstr_size);
     else
         dw_pg_rollback(pg, NULL, 0);
+    if (!err && !dv_horizon_wait(pg, e, DV_EXPIRE_WAIT_MS))
+        err = dw_errf(DW_ERR_TIMEOUT, errstr, errstr_size,
+                      "tokens are expired, but a transaction older than the call is still running: "
+                      "tokens issued before it ends may be refused too");
+    PQclear(res);
     emu_store_release(ctx->store, pg);
     return err;
 }
@@ -1613,89 +1700,76 @@ static void dv_changes(dv_t *d, const emu_odata_query_t *q, const dv_prefer_t *p
     }
     if (!dv_check_query_cols(d, q))
         goto out;
-    long long from = 0, after = 0, vmax = 0;
+    /* from: the token's horizon (0: the initial full sync), hz: this delta's horizon, (cx, cv):
+     * the last (transaction, version) returned; pages continue after it */
+    long long from = 0, hz = 0, cx = 0, cv = 0, minx = 0, hnow = 0;
     char phase = 'u';
     bool delta = false;
     if (q->skiptoken) {
         char tail;
-        if (sscanf(q->skiptoken, "c%c.%lld.%lld.%lld%c", &phase, &from, &after, &vmax, &tail) != 4 ||
-            (phase != 'u' && phase != 'd') || from < 0 || after < from || vmax < after) {
+        if (sscanf(q->skiptoken, "c%c.%lld.%lld.%lld.%lld%c", &phase, &from, &cx, &cv, &hz, &tail) != 5 ||
+            (phase != 'u' && phase != 'd') || from < 0 || cx < 0 || cv < 0 || hz < from) {
             emu_resp_error(d->resp, 400, DV_E_INVALIDARG, "The $skiptoken is not valid.");
             goto out;
         }
         delta = from > 0;
-    }
-    if (!dw_pg_begin(d->pg, errstr, sizeof(errstr))) {
-        in_tx = true;
     } else {
-        dv_pg_error(d, DW_ERR_PG_CONN, errstr);
+        dv_horizon_wait(d->pg, NULL, DV_HORIZON_WAIT_MS);
+    }
+    dw_err_t err = dw_pg_exec(d->pg, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", 0, NULL, NULL,
+                              errstr, sizeof(errstr));
+    if (err) {
+        dv_pg_error(d, err, errstr);
         goto out;
     }
-    {
-        /* wait for in-flight writers: every version <= last_value is then committed */
-        const char *p[1] = {schema};
-        dw_err_t err = dw_pg_exec(d->pg, "SELECT pg_advisory_xact_lock_shared(hashtext($1))", 1, p,
-                                  NULL, errstr, sizeof(errstr));
-        if (err) {
-            dv_pg_error(d, err, errstr);
-            goto out;
-        }
+    in_tx = true;
+    /* the first statement takes the snapshot; its horizon and the expiry floor */
+    sqlf(sql, "SELECT pg_snapshot_xmin(pg_current_snapshot())::text,"
+         " coalesce((SELECT v FROM \"%s\".\"_state\" WHERE k = 'ct_min_xid'), '0')", schema);
+    err = dw_pg_exec(d->pg, sql, 0, NULL, &res, errstr, sizeof(errstr));
+    if (err) {
+        dv_pg_error(d, err, errstr);
+        goto out;
     }
+    hnow = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+    minx = strtoll(PQgetvalue(res, 0, 1), NULL, 10);
+    PQclear(res);
+    res = NULL;
     if (q->deltatoken && !q->skiptoken) {
         time_t issued;
         long long v;
-        if (!dv_token_parse(q->deltatoken, &v, &issued)) {
+        if (!dv_token_parse(q->deltatoken, &v, &issued) || v == 0) {
             emu_resp_error(d->resp, 400, DV_E_INVALIDARG, "The delta token '%.80s' is not valid.", q->deltatoken);
             goto out;
         }
-        sql[0] = '\0';
-        sqlf(sql, "SELECT coalesce((SELECT v::bigint FROM \"%s\".\"_state\" WHERE k = 'ct_min_version'), 0)", schema);
-        dw_err_t err = dw_pg_exec(d->pg, sql, 0, NULL, &res, errstr, sizeof(errstr));
-        if (err) {
-            dv_pg_error(d, err, errstr);
-            goto out;
-        }
-        long long minv = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
-        PQclear(res);
-        res = NULL;
-        if (v < minv || (long long)(time(NULL) - issued) > d->ctx->change_retention_s) {
+        if (v <= minx || (long long)(time(NULL) - issued) > d->ctx->change_retention_s) {
             emu_resp_error(d->resp, 400, DV_E_EXPIRED,
                            "Version stamp associated with the client has expired. Please perform a full sync.");
             goto out;
         }
-        from = after = v;
+        from = v;
         delta = true;
-        phase = 'u';
     }
-    if (!q->skiptoken) {
-        sql[0] = '\0';
-        sqlf(sql, "SELECT last_value, is_called FROM \"%s\".\"_version_seq\"", schema);
-        dw_err_t err = dw_pg_exec(d->pg, sql, 0, NULL, &res, errstr, sizeof(errstr));
-        if (err) {
-            dv_pg_error(d, err, errstr);
-            goto out;
-        }
-        vmax = strcmp(PQgetvalue(res, 0, 1), "t") == 0 ? strtoll(PQgetvalue(res, 0, 0), NULL, 10) : 0;
-        PQclear(res);
-        res = NULL;
-        if (vmax < from)
-            vmax = from;
-    }
+    if (!q->skiptoken)
+        hz = hnow > from ? hnow : from;
     long long page = pf->maxpagesize > 0 && pf->maxpagesize <= d->ctx->max_page_size ? pf->maxpagesize
                                                                                     : d->ctx->max_page_size;
     long long got = 0;
     bool more = false;
-    char lim[32], a[32], b[32];
+    char lim[32], f[32], h[32], a[32], b[32];
+    snprintf(f, sizeof(f), "%lld", from);
+    snprintf(h, sizeof(h), "%lld", hz);
     if (phase == 'u') {
+        const char *vc = d->t->version_col;
         sql[0] = '\0';
-        sqlf(sql, "SELECT to_jsonb(x), x.\"%s\" FROM %s x WHERE x.\"%s\" > $1 AND x.\"%s\" <= $2"
-             " ORDER BY x.\"%s\" LIMIT $3", d->t->version_col, d->t->qname, d->t->version_col,
-             d->t->version_col, d->t->version_col);
-        snprintf(a, sizeof(a), "%lld", after);
-        snprintf(b, sizeof(b), "%lld", vmax);
+        sqlf(sql, "SELECT to_jsonb(x), x.\"_xid\"::text, x.\"%s\" FROM %s x WHERE x.\"_xid\" >= $1::xid8"
+             " AND x.\"_xid\" < $2::xid8 AND (x.\"_xid\", x.\"%s\") > ($3::xid8, $4::bigint)"
+             " ORDER BY x.\"_xid\", x.\"%s\" LIMIT $5", vc, d->t->qname, vc, vc);
+        snprintf(a, sizeof(a), "%lld", cx);
+        snprintf(b, sizeof(b), "%lld", cv);
         snprintf(lim, sizeof(lim), "%lld", page + 1);
-        const char *p[3] = {a, b, lim};
-        dw_err_t err = dw_pg_exec(d->pg, sql, 3, p, &res, errstr, sizeof(errstr));
+        const char *p[5] = {f, h, a, b, lim};
+        err = dw_pg_exec(d->pg, sql, 5, p, &res, errstr, sizeof(errstr));
         if (err) {
             dv_pg_error(d, err, errstr);
             goto out;
@@ -1706,7 +1780,8 @@ static void dv_changes(dv_t *d, const emu_odata_query_t *q, const dv_prefer_t *p
             if (row)
                 json_array_append_new(value, dv_out(d->t, row, q));
             json_decref(row);
-            after = strtoll(PQgetvalue(res, i, 1), NULL, 10);
+            cx = strtoll(PQgetvalue(res, i, 1), NULL, 10);
+            cv = strtoll(PQgetvalue(res, i, 2), NULL, 10);
             got++;
         }
         more = nt > page;
@@ -1714,18 +1789,19 @@ static void dv_changes(dv_t *d, const emu_odata_query_t *q, const dv_prefer_t *p
         res = NULL;
         if (!more) {
             phase = 'd';
-            after = from;
+            cx = cv = 0;
         }
     }
     if (phase == 'd' && delta && got < page) {
         sql[0] = '\0';
-        sqlf(sql, "SELECT id, version FROM \"%s\".\"_deleted\" WHERE entity = $1 AND version > $2"
-             " AND version <= $3 ORDER BY version LIMIT $4", schema);
-        snprintf(a, sizeof(a), "%lld", after);
-        snprintf(b, sizeof(b), "%lld", vmax);
+        sqlf(sql, "SELECT id, xid::text, version FROM \"%s\".\"_deleted\" WHERE entity = $1"
+             " AND xid >= $2::xid8 AND xid < $3::xid8 AND (xid, version) > ($4::xid8, $5::bigint)"
+             " ORDER BY xid, version LIMIT $6", schema);
+        snprintf(a, sizeof(a), "%lld", cx);
+        snprintf(b, sizeof(b), "%lld", cv);
         snprintf(lim, sizeof(lim), "%lld", page - got + 1);
-        const char *p[4] = {d->t->name, a, b, lim};
-        dw_err_t err = dw_pg_exec(d->pg, sql, 4, p, &res, errstr, sizeof(errstr));
+        const char *p[6] = {d->t->name, f, h, a, b, lim};
+        err = dw_pg_exec(d->pg, sql, 6, p, &res, errstr, sizeof(errstr));
         if (err) {
             dv_pg_error(d, err, errstr);
             goto out;
@@ -1737,7 +1813,8 @@ static void dv_changes(dv_t *d, const emu_odata_query_t *q, const dv_prefer_t *p
         for (int i = 0; i < nt && i < room; i++) {
             json_array_append_new(value, json_pack("{s:s,s:s,s:s}", "@odata.context", dctx, "id",
                                                    PQgetvalue(res, i, 0), "reason", "deleted"));
-            after = strtoll(PQgetvalue(res, i, 1), NULL, 10);
+            cx = strtoll(PQgetvalue(res, i, 1), NULL, 10);
+            cv = strtoll(PQgetvalue(res, i, 2), NULL, 10);
             got++;
         }
         more = nt > room;
@@ -1753,13 +1830,13 @@ static void dv_changes(dv_t *d, const emu_odata_query_t *q, const dv_prefer_t *p
     json_t *o = json_pack("{s:s,s:O}", "@odata.context", ctxs, "value", value);
     char link[4096];
     if (more) {
-        char tok[128];
-        snprintf(tok, sizeof(tok), "c%c.%lld.%lld.%lld", phase, from, after, vmax);
+        char tok[160];
+        snprintf(tok, sizeof(tok), "c%c.%lld.%lld.%lld.%lld", phase, from, cx, cv, hz);
         dv_next_link(d, tok, "$deltatoken", link, sizeof(link));
         json_object_set_new(o, "@odata.nextLink", json_string(link));
     } else {
         char tok[128];
-        dv_token_make(vmax, tok, sizeof(tok));
+        dv_token_make(hz, tok, sizeof(tok));
         snprintf(link, sizeof(link), "%s%s?", d->ctx->base_url, d->t->entity_set);
         if (q->nselect) {
             strncat(link, "$select=", sizeof(link) - strlen(link) - 1);
@@ -1934,7 +2011,7 @@ void emu_dv_handle(emu_ctx_t *ctx, emu_req_t *req, emu_resp_t *resp, const char 
     emu_odata_path_t p;
     emu_odata_query_t q;
     dv_prefer_t pf;
-    dv_t d = {ctx, req, resp, NULL, NULL, NULL};
+    dv_t d = {ctx, req, resp, NULL, NULL, NULL, 0, "", false};
     bool have_path = false, have_q = false;
     const char *m = req->method;
     bool get = strcmp(m, "GET") == 0, post = strcmp(m, "POST") == 0, patch = strcmp(m, "PATCH") == 0,
@@ -2011,7 +2088,13 @@ void emu_dv_handle(emu_ctx_t *ctx, emu_req_t *req, emu_resp_t *resp, const char 
             } else if (!post) {
                 emu_resp_error(resp, 405, DV_E_METHOD, "The method %s is not allowed on %s.", m, msg);
             } else {
-                dv_multiple(&d, msg);
+                for (;; d.attempt++) {
+                    d.retry = false;
+                    dv_multiple(&d, msg);
+                    if (!d.retry)
+                        break;
+                    emu_resp_reset(resp);
+                }
             }
         } else {
             emu_resp_error(resp, 501, DV_E_NOTIMPL, "Navigation to '%s' is not implemented by dw-emulator.", p.rest);
@@ -2022,7 +2105,13 @@ void emu_dv_handle(emu_ctx_t *ctx, emu_req_t *req, emu_resp_t *resp, const char 
         if (get)
             dv_get_one(&d, &k, &q);
         else if (patch)
-            dv_single_write(&d, &k, DV_UPSERT, &pf);
+            for (;; d.attempt++) {
+                d.retry = false;
+                dv_single_write(&d, &k, DV_UPSERT, &pf);
+                if (!d.retry)
+                    break;
+                emu_resp_reset(resp);
+            }
         else if (del)
             dv_delete(&d, &k);
         else

@@ -28,6 +28,7 @@ struct emu_store_s {
     dw_pg_t **idle;
     size_t nidle;
     int total, max;
+    bool serial_writes; /* F&O: writers serialised per schema (outbox and row versions in commit order) */
 };
 
 void emu_sql_ident(char *buf, size_t size, const char *ident)
@@ -254,7 +255,10 @@ static dw_err_t create_schema(emu_store_t *st, dw_pg_t *pg, char *errstr, size_t
     RUN("CREATE SEQUENCE IF NOT EXISTS %s.\"_version_seq\"", qs);
     RUN("CREATE TABLE IF NOT EXISTS %s.\"_deleted\" (seq bigserial PRIMARY KEY, entity text NOT NULL,"
         " id text NOT NULL, version bigint NOT NULL, deletedon timestamptz NOT NULL DEFAULT now())", qs);
-    RUN("CREATE INDEX IF NOT EXISTS \"_deleted_version\" ON %s.\"_deleted\" (entity, version)", qs);
+    /* change tracking (Dataverse): the writing transaction of every tombstone, see dv_changes */
+    RUN("ALTER TABLE %s.\"_deleted\" ADD COLUMN IF NOT EXISTS xid xid8 NOT NULL DEFAULT '0'", qs);
+    RUN("DROP INDEX IF EXISTS %s.\"_deleted_version\"", qs);
+    RUN("CREATE INDEX IF NOT EXISTS \"_deleted_xid\" ON %s.\"_deleted\" (entity, xid, version)", qs);
     RUN("CREATE TABLE IF NOT EXISTS %s.\"_state\" (k text PRIMARY KEY, v text NOT NULL)", qs);
     for (size_t i = 0; i < st->ntables && !err; i++) {
         emu_table_t *t = &st->tables[i];
@@ -287,9 +291,20 @@ static dw_err_t create_schema(emu_store_t *st, dw_pg_t *pg, char *errstr, size_t
             emu_store_sqlcat(sql, EMU_SQL_MAX, ") NULLS NOT DISTINCT");
             err = exec0(pg, sql, errstr, n);
         }
-        if (t->version_col) {
+        /* Dataverse tables (those with an id column) carry the id of the transaction that wrote
+         * each row (xid8, stamped by the trigger): change tracking hands out a row only once
+         * that transaction is below the snapshot horizon (dv_changes), so writers need no lock */
+        bool xid = t->version_col && t->id_column;
+        if (xid) {
+            RUN("ALTER TABLE %s ADD COLUMN IF NOT EXISTS \"_xid\" xid8 NOT NULL DEFAULT '0'", t->qname);
+            RUN("DROP INDEX IF EXISTS %s.\"%.40s__version\"", qs, t->name);
+            RUN("CREATE INDEX IF NOT EXISTS \"%.40s__xid\" ON %s (\"_xid\", \"%s\")", t->name, t->qname,
+                t->version_col);
+        } else if (t->version_col) {
             RUN("CREATE INDEX IF NOT EXISTS \"%.40s__version\" ON %s (\"%s\")", t->name, t->qname,
                 t->version_col);
+        }
+        if (t->version_col) {
             sql[0] = '\0';
             emu_store_sqlcat(sql, EMU_SQL_MAX,
                    "CREATE OR REPLACE FUNCTION %s.\"%.40s__stamp\"() RETURNS trigger LANGUAGE plpgsql AS $f$ BEGIN ",
@@ -305,6 +320,8 @@ static dw_err_t create_schema(emu_store_t *st, dw_pg_t *pg, char *errstr, size_t
                 else
                     emu_store_sqlcat(sql, EMU_SQL_MAX, "NEW.\"%s\" := now(); ", col->name);
             }
+            if (xid)
+                emu_store_sqlcat(sql, EMU_SQL_MAX, "NEW.\"_xid\" := pg_current_xact_id(); ");
             emu_store_sqlcat(sql, EMU_SQL_MAX, "NEW.\"%s\" := nextval('%s.\"_version_seq\"'); RETURN NEW; END $f$",
                    t->version_col, qs);
             if (!err)
@@ -313,8 +330,8 @@ static dw_err_t create_schema(emu_store_t *st, dw_pg_t *pg, char *errstr, size_t
                 " EXECUTE FUNCTION %s.\"%.40s__stamp\"()", t->name, t->qname, qs, t->name);
             if (t->id_column) {
                 RUN("CREATE OR REPLACE FUNCTION %s.\"%.40s__deleted\"() RETURNS trigger LANGUAGE plpgsql AS $f$"
-                    " BEGIN INSERT INTO %s.\"_deleted\"(entity, id, version) VALUES ('%s', OLD.\"%s\"::text,"
-                    " nextval('%s.\"_version_seq\"')); RETURN OLD; END $f$",
+                    " BEGIN INSERT INTO %s.\"_deleted\"(entity, id, version, xid) VALUES ('%s', OLD.\"%s\"::text,"
+                    " nextval('%s.\"_version_seq\"'), pg_current_xact_id()); RETURN OLD; END $f$",
                     qs, t->name, qs, t->name, t->id_column, qs);
                 RUN("CREATE OR REPLACE TRIGGER \"%.40s__deleted\" AFTER DELETE ON %s FOR EACH ROW"
                     " EXECUTE FUNCTION %s.\"%.40s__deleted\"()", t->name, t->qname, qs, t->name);
@@ -356,6 +373,7 @@ emu_store_t *emu_store_open(const char *dsn, const char *schema, const char *met
     pthread_mutex_init(&st->mu, NULL);
     pthread_cond_init(&st->cv, NULL);
     st->max = pool_max > 0 ? pool_max : 16;
+    st->serial_writes = strcmp(system, "fo") == 0;
     st->dsn = strdup(dsn);
     st->schema = strdup(schema);
     st->system = strdup(system);
@@ -484,7 +502,7 @@ void emu_store_release(emu_store_t *st, dw_pg_t *pg)
 dw_err_t emu_store_begin_write(emu_store_t *st, dw_pg_t *pg, char *errstr, size_t errstr_size)
 {
     dw_err_t err = dw_pg_begin(pg, errstr, errstr_size);
-    if (err)
+    if (err || !st->serial_writes)
         return err;
     const char *p[1] = {st->schema};
     err = dw_pg_exec(pg, "SELECT pg_advisory_xact_lock(hashtext($1))", 1, p, NULL, errstr,

@@ -2,7 +2,8 @@
  * emu_store: an emulated system's tables in PostgreSQL. Loads the metadata files of one system
  * (schemas/metadata/<system>/ *.json), creates one schema with one table per file (typed columns,
  * unique indexes for alternate keys, a version sequence and triggers that stamp versionnumber,
- * createdon, modifiedon and log deletes for change tracking), and lends PostgreSQL connections
+ * createdon, modifiedon and, on Dataverse tables, the writing transaction's id "_xid", and log
+ * deletes for change tracking), and lends PostgreSQL connections
  * from a small pool to request threads.
  */
 #ifndef EMU_STORE_H
@@ -82,8 +83,10 @@ const char *emu_store_schema(const emu_store_t *st);
 dw_pg_t *emu_store_acquire(emu_store_t *st, char *errstr, size_t errstr_size);
 void emu_store_release(emu_store_t *st, dw_pg_t *pg);
 
-/* Begin a write transaction serialised with every other writer of this store, so version
- * numbers are assigned in commit order (change tracking never skips a late commit). */
+/* Begin a write transaction. F&O (--system fo): serialised with every other writer of the store
+ * (a transaction advisory lock), so row versions and the data-event outbox follow commit order.
+ * Dataverse: no lock, writers run side by side; change tracking orders changes by the writing
+ * transaction's id and the snapshot horizon instead (emu_dv.c, dv_changes). */
 dw_err_t emu_store_begin_write(emu_store_t *st, dw_pg_t *pg, char *errstr, size_t errstr_size);
 
 /* Acquire a connection and begin a write transaction on it (a $batch change set): the new
