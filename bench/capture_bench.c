@@ -246,6 +246,28 @@ static void bench_fo_push(rd_kafka_t *rk, const char *log, long events)
         printf("fo push: the emulator did not start (see %s)\n", log);
         goto out;
     }
+    /* the group and currency the customers name (F&O checks relations), written straight into
+     * the emulator's tables so they make no data event */
+    PGconn *pc = PQconnectdb(dsn);
+    const char *refs[] = {"Currency", "{\"CurrencyCode\":\"USD\",\"Name\":\"US dollar\"}",
+                          "CustomerGroup", "{\"dataAreaId\":\"usmf\",\"CustomerGroupId\":\"10\"}"};
+    bool refs_ok = PQstatus(pc) == CONNECTION_OK;
+    for (int r = 0; r < 2 && refs_ok; r++) {
+        char sql[300];
+        snprintf(sql, sizeof(sql),
+                 "INSERT INTO \"%s\".\"%s\" SELECT * FROM jsonb_populate_record(NULL::\"%s\".\"%s\", "
+                 "$1::jsonb)",
+                 schema, refs[2 * r], schema, refs[2 * r]);
+        const char *p[1] = {refs[2 * r + 1]};
+        PGresult *res = PQexecParams(pc, sql, 1, NULL, p, NULL, NULL, 0);
+        refs_ok = PQresultStatus(res) == PGRES_COMMAND_OK;
+        if (!refs_ok)
+            printf("fo push: reference rows: %s", PQerrorMessage(pc));
+        PQclear(res);
+    }
+    PQfinish(pc);
+    if (!refs_ok)
+        goto out;
     CURL *c = curl_easy_init();
     snprintf(url, sizeof(url), "http://127.0.0.1:%d/data/CustomersV3", eport);
     double t0 = dw_bench_now();
