@@ -858,12 +858,15 @@ static bool job_start(wctx_t *w, tjob_t *j)
             const trec_t *st = &w->st[i];
             int m = st->method;
             const char *path = m == M_POST ? r->entity_set : st->path;
-            size_t ul = strlen(base) + strlen(path) + 1;
+            /* F&O answers a by-key request for a record outside the caller's default company
+             * only with cross-company=true (404 otherwise); the key names the company */
+            const char *q = fo && m != M_POST ? "?cross-company=true" : "";
+            size_t ul = strlen(base) + strlen(path) + strlen(q) + 1;
             if (!(urls[k] = malloc(ul))) {
                 ok = false;
                 break;
             }
-            snprintf(urls[k], ul, "%s%s", base, path);
+            snprintf(urls[k], ul, "%s%s%s", base, path, q);
             if (m != M_DELETE) {
                 bodies[k] =
                     upsert_json(r, st, fo ? m == M_POST : false, fo && m == M_PATCH, NULL, NULL);

@@ -36,7 +36,7 @@ static void start(const char *limits, size_t chunk_max)
                  "%s", errstr);
     emu = ts.emu;
     /* the currencies and groups the customers name (F&O checks relations) */
-    cr_assert_eq(dw_testemu_fo_refdata(emu, "usmf", errstr, sizeof(errstr)), 0, "%s", errstr);
+    cr_assert_eq(dw_testemu_fo_refdata(emu, "usmf,usrt", errstr, sizeof(errstr)), 0, "%s", errstr);
     conf = ts.conf;
     sys = ts.sys;
     tgt = ts.tgt;
@@ -180,6 +180,41 @@ Test(target_fo, patch_of_a_missing_record_ends_as_post_and_hinted_patches_update
     cr_assert_eq(rs.r[0].status, 204);
     recs_free(&rs);
     cr_assert_eq(fo_count("CustomersV3/$count?$filter=OrganizationName eq 'Renamed 2'"), 1);
+}
+
+/* Records of a company other than the caller's default one (the emulator's is usmf): F&O answers
+ * by-key requests for them only with cross-company=true, so the updates (a hinted PATCH, and a
+ * POST "already exists" corrected to PATCH) and the deletes must carry it. */
+Test(target_fo, records_of_another_company_are_updated_and_deleted_by_key)
+{
+    start(NULL, 1000);
+    for (int round = 0; round < 3; round++) {
+        recs_t rs;
+        customers(&rs, 20, round ? "Renamed" : "Name", round == 1);
+        for (size_t i = 0; i < rs.n; i++)
+            json_object_set_new(rs.keys[i], "dataAreaId", json_string("usrt"));
+        write_all(&rs);
+        expect_all(&rs, DW_WCLASS_OK);
+        cr_assert_eq(rs.r[3].status, round ? 204 : 201, "round %d: %ld", round, rs.r[3].status);
+        recs_free(&rs);
+    }
+    cr_assert_eq(fo_count("CustomersV3/$count?cross-company=true&$filter=dataAreaId eq 'usrt'"), 20);
+    cr_assert_eq(fo_count("CustomersV3/$count"), 0, "nothing landed in the default company");
+    cr_assert_eq(fo_count("CustomersV3/$count?cross-company=true&$filter=OrganizationName eq "
+                          "'Renamed 19'"),
+                 1);
+    recs_t del;
+    recs_init(&del, 2);
+    for (size_t i = 0; i < 2; i++) {
+        char num[32];
+        snprintf(num, sizeof(num), "C-%05zu", i);
+        set_rec(&del, i, "CustomersV3", "CustomerV3", DW_WOP_DELETE,
+                json_pack("{s:s,s:s}", "dataAreaId", "usrt", "CustomerAccount", num), NULL);
+    }
+    write_all(&del);
+    expect_all(&del, DW_WCLASS_OK);
+    recs_free(&del);
+    cr_assert_eq(fo_count("CustomersV3/$count?cross-company=true&$filter=dataAreaId eq 'usrt'"), 18);
 }
 
 Test(target_fo, a_failure_in_the_middle_of_a_batch_does_not_stop_the_others)
