@@ -13,7 +13,8 @@
  *  3. dw-writer starts; the group's committed offsets are read every second (a progress line)
  *     until they reach the end of every partition;
  *  4. printed: records/s (writer start to the last commit, and first to last commit), the rows
- *     the emulator holds, the writer's CPU seconds and peak RSS, its last counters line; with
+ *     the emulator holds, the writer's CPU seconds and peak RSS, the emulator's CPU seconds, the
+ *     writer's last counters line; with
  *     limits, the allowance (requests per second the limit grants x the records per request the
  *     writer sends: writer.chunk_max, which the bench passes explicitly, capped by
  *     writer.batch_max) and the ratio to it.
@@ -415,7 +416,8 @@ int main(int argc, char **argv)
     struct rusage ru;
     int wst = dw_bench_stop(&wr, &ru);
     long long rows = emulator_rows(dsn);
-    dw_bench_stop(&emu, NULL);
+    struct rusage eru;
+    dw_bench_stop(&emu, &eru);
 
     double wall = last_progress - start, span = last_progress - first_progress;
     double cpu = (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec * 1e-6 +
@@ -434,6 +436,11 @@ int main(int argc, char **argv)
            span > 0 ? (double)done / span : 0.0);
     printf("  writer CPU %.1f s = %.2f CPU s per 100,000 records; peak RSS %.1f MiB\n", cpu,
            done ? cpu * 100000.0 / (double)done : 0.0, (double)ru.ru_maxrss / 1024.0);
+    double ecpu = (double)eru.ru_utime.tv_sec + eru.ru_utime.tv_usec * 1e-6 +
+                  (double)eru.ru_stime.tv_sec + eru.ru_stime.tv_usec * 1e-6;
+    printf("  emulator CPU %.1f s = %.2f CPU s per 100,000 records (its PostgreSQL backends, the "
+           "ledger's and the broker's are not counted)\n",
+           ecpu, done ? ecpu * 100000.0 / (double)done : 0.0);
     last_counters(log_path);
     if (allow_rps > 0) {
         double allowed = allow_rps * (double)chunk;

@@ -13,6 +13,8 @@
  *   writer_ledger.c   the ledger decision (echo, stale, unresolved delete, write) and the ledger
  *                     entry after a write (pure), and the PostgreSQL statements (one SELECT and
  *                     one upsert per batch).
+ *   writer_ledgerq.c  the ledger thread: the loop hands it the ledger statements and never
+ *                     waits for PostgreSQL (jobs run in order on the thread's connection).
  *   writer_stats.c    counters and their periodic log line.
  *   writer_loop.c     the consume -> batch -> write -> ledger -> commit loop, rebalances,
  *                     dead letters, shutdown.
@@ -324,6 +326,50 @@ dw_err_t wr_ledger_fetch(dw_pg_t *pg, size_t n, const char *const *maps, const c
 dw_err_t wr_ledger_store(dw_pg_t *pg, const wr_ledger_put_t *puts, size_t n, const json_t *ids,
                          char *errstr, size_t errstr_size);
 
+/* ---------------------------------------------------------------- the ledger thread */
+
+typedef enum { WR_LQ_FETCH = 0, WR_LQ_STORE } wr_lq_kind_t;
+
+/* One ledger statement handed to the ledger thread. Everything it points to is borrowed and must
+ * stay untouched by the loop until the job is over (wr_lq_done). */
+typedef struct wr_lq_job_s {
+    wr_lq_kind_t kind;
+    /* WR_LQ_FETCH: wr_ledger_fetch(n, maps, cks, rids) into rows */
+    size_t n;
+    const char *const *maps, *const *cks, *const *rids;
+    wr_ledger_row_t *rows;
+    /* WR_LQ_STORE: wr_ledger_store(puts[0..nput), ids) in one transaction */
+    const wr_ledger_put_t *puts;
+    size_t nput;
+    const json_t *ids;
+    /* outcome, valid once done: DW_OK, the statement's error (DW_ERR_PG_CONN: the thread
+     * reconnects before its next job), or DW_ERR_INTERRUPTED (never run: the thread was
+     * stopped) */
+    dw_err_t err;
+    char errstr[1024];
+    int64_t run_us; /* time the statement(s) took in the thread */
+    bool done;
+    struct wr_lq_job_s *next; /* the thread's queue */
+} wr_lq_job_t;
+
+typedef struct wr_lq_s wr_lq_t;
+
+/* Start the ledger thread on pg (borrowed: the thread is its only user until wr_lq_destroy).
+ * NULL with errstr. */
+wr_lq_t *wr_lq_new(dw_pg_t *pg, char *errstr, size_t errstr_size);
+/* Stop the thread after the job it runs (the queued ones end DW_ERR_INTERRUPTED) and free it. */
+void wr_lq_destroy(wr_lq_t *lq);
+/* Queue job (borrowed until done); jobs run one at a time in submission order. */
+void wr_lq_submit(wr_lq_t *lq, wr_lq_job_t *job);
+/* Whether job is over (its outcome may be read). */
+bool wr_lq_done(wr_lq_t *lq, const wr_lq_job_t *job);
+/* Jobs submitted and not over; jobs over since the start. */
+size_t wr_lq_outstanding(wr_lq_t *lq);
+uint64_t wr_lq_completed(wr_lq_t *lq);
+/* Wait at most timeout_ms until more than `seen` jobs are over (returns at once when none is
+ * outstanding). True when some job ended. */
+bool wr_lq_wait(wr_lq_t *lq, uint64_t seen, int timeout_ms);
+
 /* ---------------------------------------------------------------- counters */
 
 #define WR_LAT_BUCKETS 32
@@ -341,11 +387,19 @@ typedef struct wr_counters_s {
     uint64_t batches;
     uint64_t batch_sum, batch_max;
     uint64_t ledger_failures;
+    uint64_t ledger_jobs;  /* ledger statements run (reads and batch transactions) */
+    uint64_t ledger_us;    /* their time in the ledger thread, summed */
+    uint64_t loop_wait_us; /* time the loop spent waiting (consumer, HTTP, ledger) */
+    uint64_t stage_us[4];  /* batches in flight reading the ledger, writing, storing the
+                              ledger, held back by a Retry-After, integrated over time (their
+                              mean: / the run's time) */
+    uint64_t run_us;       /* the loop's time running */
     uint64_t rebalances;
     uint64_t lat_hist[WR_LAT_BUCKETS]; /* write call latency, log2 us buckets */
     uint64_t lat_count, lat_max_us;
-    uint64_t pending; /* gauge: commands held */
-    int concurrency;  /* gauge */
+    uint64_t pending;     /* gauge: commands held */
+    uint64_t pending_max; /* the most commands held at once */
+    int concurrency;      /* gauge */
 } wr_counters_t;
 
 /* "poison", "validation", "lookup_missing", "schema_drift", "unknown", "unavailable",

@@ -5,13 +5,17 @@
  *
  *   poll the consumer (bounded wait) -> each command into its partition's queue (an unreadable
  *   one is dead-lettered at once) -> when a batch is due and one of writer.batches_in_flight
- *   slots is free: pick it (writer_batch: per-key blocking, coalescing), read the ledger rows
- *   (one SELECT), drop echoes / stale versions / unresolvable deletes, start writing the rest
- *   (dw_target_call_start) -> drive the writes in flight (dw_target_poll); a batch whose call is
- *   over: store the ledger (one transaction), then retry or dead-letter the failures -> commit
+ *   slots is free: pick it (writer_batch: per-key blocking, coalescing), have the ledger thread
+ *   read its rows (one SELECT); when they are there, drop echoes / stale versions / unresolvable
+ *   deletes, start writing the rest (dw_target_call_start) -> drive the writes in flight
+ *   (dw_target_poll); a batch whose call is over: retry or dead-letter the failures, and have the
+ *   ledger thread store the rest (one transaction); when it committed, they are done -> commit
  *   each partition's done watermark periodically, and synchronously on revoke and shutdown
  *   (the batches in flight are finished first). A key in flight is held back, so it is in one
  *   batch at a time.
+ *
+ * The loop never waits for PostgreSQL: the ledger statements run on the ledger thread
+ * (writer_ledgerq), in the order submitted, while the loop keeps the HTTP transfers moving.
  *
  * Memory is bounded by writer.max_pending(_bytes): over it every partition is paused, under half
  * of it they resume. Signals only set flags; the target call returns early when stop is asked.
@@ -92,9 +96,10 @@ const dw_conf_def_t wr_conf_defs[] = {
      "log the counters at info level this often (0: never)"},
     {"writer.create_topics", DW_CONF_BOOL, "true", 0, 0, NULL, 0, NULL,
      "at start, create the missing command and dead-letter topics of the served maps"},
-    {"writer.prefetch_kbytes", DW_CONF_INT, "8192", 1, 2097151, NULL, 0, NULL,
+    {"writer.prefetch_kbytes", DW_CONF_INT, "32768", 1, 2097151, NULL, 0, NULL,
      "consumer prefetch bound, KB (kafka.queued.max.messages.kbytes; an explicit kafka.* value "
-     "wins)"},
+     "wins); should hold more than a second of the drain (librdkafka waits a second before "
+     "fetching again when it is full)"},
     DW_CONF_END,
 };
 
@@ -108,16 +113,28 @@ typedef struct wr_mapinfo_s {
     wr_policy_t policy;
 } wr_mapinfo_t;
 
-/* One batch being written: its groups, its records and the target call sending them. */
+/* One batch being written: its groups, its records, the target call sending them and the
+ * ledger statement the ledger thread runs for it. Stages: FETCH (the ledger rows are read), HELD
+ * (read, but the target's Retry-After has not elapsed, or its requests would wait for the
+ * target's concurrency: see may_send), WRITE (the target call runs), STORE (the ledger
+ * transaction runs). */
+typedef enum { WR_FL_FREE = 0, WR_FL_FETCH, WR_FL_WRITE, WR_FL_STORE, WR_FL_HELD } wr_fl_stage_t;
+
 typedef struct wr_flight_s {
-    bool busy;
-    size_t ng, nrec;
+    bool busy; /* stage != WR_FL_FREE */
+    wr_fl_stage_t stage;
+    size_t ng, nrec, nput;
     wr_item_t **batch;
     dw_wrec_t *recs;
     size_t *rec_of; /* group index of recs[k] */
     wr_decision_t *decs;
     wr_ledger_row_t *rows;
+    const char **a_maps, **a_cks, **a_rids; /* the ledger read's arguments */
+    wr_ledger_put_t *puts;                  /* the ledger transaction's rows */
+    json_t *ids;                            /* and Dataverse row ids (new) */
+    wr_lq_job_t job;
     dw_target_call_t *call; /* NULL: nothing to write (every group dropped) */
+    size_t nreq;            /* the requests of the call: nrec / chunk_max, rounded up */
     int64_t t0_us;
 } wr_flight_t;
 
@@ -148,14 +165,14 @@ struct wr_loop_s {
     /* batches being written (writer.batches_in_flight) and the scratch of one batch */
     wr_flight_t *flights;
     size_t nflights;
-    wr_ledger_put_t *puts;
-    const char **a_maps, **a_cks, **a_rids;
+    wr_lq_t *lq; /* the ledger thread, on pg */
     size_t *map_counts;
     /* settings */
     long long batch_max, linger_ms, max_pending, max_pending_bytes, commit_interval_ms, poll_ms,
         flush_timeout_ms, stats_interval_ms;
     wr_aimd_t aimd;
     int64_t hold_until_ms; /* monotonic: no request to the target before (its Retry-After) */
+    size_t chunk_max;      /* records per request */
     uint64_t rnd;
     bool closing;
     /* outcome */
@@ -163,6 +180,8 @@ struct wr_loop_s {
     dw_err_t fatal_err;
     char fatal_msg[1024];
     int64_t last_consumer_warn_ms;
+    int64_t tick_us;      /* stage_tick's last time */
+    int64_t last_poll_ms; /* monotonic: the consumer's last poll */
     wr_counters_t counters;
 };
 
@@ -241,19 +260,26 @@ static void pending_totals(const wr_loop_t *loop, size_t *msgs, size_t *bytes)
     *bytes = b;
 }
 
-/* Pause every partition when over the bounds, resume them under half of them. */
-static void check_pressure(wr_loop_t *loop)
+/* Resume the partitions under half of the bounds; with may_pause, pause every partition when
+ * over them. Pausing throws librdkafka's prefetched messages away (they are fetched again after
+ * the resume, and a fetch that filled the prefetch queue waits a second before the next), so the
+ * loop pauses only when it must poll the consumer while over the bounds (see wr_loop_run);
+ * otherwise it just stops taking messages until the batches in flight free room. */
+static void check_pressure(wr_loop_t *loop, bool may_pause)
 {
     size_t msgs, bytes;
     for (size_t i = 0; i < loop->nparts; i++)
         wr_part_watermark(loop->parts[i]); /* release the done ones: only the held count */
     pending_totals(loop, &msgs, &bytes);
     loop->counters.pending = msgs;
+    if (msgs > loop->counters.pending_max)
+        loop->counters.pending_max = msgs;
     bool over = msgs >= (size_t)loop->max_pending || bytes >= (size_t)loop->max_pending_bytes;
     bool under =
         msgs <= (size_t)loop->max_pending / 2 && bytes <= (size_t)loop->max_pending_bytes / 2;
-    if (!over && !under)
+    if (!under && !(over && may_pause))
         return;
+    over = !under;
     rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(16);
     for (size_t i = 0; i < loop->nparts; i++) {
         wr_part_t *p = loop->parts[i];
@@ -655,16 +681,12 @@ static void group_release(wr_loop_t *loop, wr_item_t *it, int64_t delay_ms)
     it->not_before_ms = dw_time_mono_ms() + delay_ms;
 }
 
-static void pg_failed(wr_loop_t *loop, dw_err_t err, const char *what, const char *errstr)
+/* A ledger statement of flight f failed: count it and log it (the ledger thread reconnects after a
+ * lost connection before its next job). */
+static void ledger_failed(wr_loop_t *loop, const wr_flight_t *f, const char *what)
 {
     loop->counters.ledger_failures++;
-    DW_ERROR(FAC, "ledger: %s: %s (the batch is retried)", what, errstr);
-    if (err == DW_ERR_PG_CONN) {
-        char e2[512];
-        if (dw_pg_reset(loop->pg, e2, sizeof(e2)) != DW_OK ||
-            wr_ledger_session(loop->pg, e2, sizeof(e2)) != DW_OK)
-            DW_ERROR(FAC, "ledger: %s", e2);
-    }
+    DW_ERROR(FAC, "ledger: %s: %s (the batch is retried)", what, f->job.errstr);
 }
 
 static void record_failure(wr_loop_t *loop, wr_item_t *it, const dw_wrec_t *r, bool *throttled)
@@ -710,28 +732,94 @@ static void record_failure(wr_loop_t *loop, wr_item_t *it, const dw_wrec_t *r, b
     dead_letter(loop, it, cls);
 }
 
-/* Read the ledger rows of flight f's groups (f->batch[0..f->ng)), decide, and start writing
- * the records to write. f is busy afterwards unless the ledger could not be read (the groups are
- * given back). */
+/* Count the time since the last call for the batches in each stage (called before a stage
+ * changes, so the counts were constant meanwhile). */
+static void stage_tick(wr_loop_t *loop)
+{
+    int64_t t_us = dw_time_mono_us(), dt = t_us - loop->tick_us;
+    for (size_t i = 0; i < loop->nflights; i++)
+        if (loop->flights[i].stage != WR_FL_FREE)
+            loop->counters.stage_us[loop->flights[i].stage - 1] += (uint64_t)dt;
+    loop->counters.run_us += (uint64_t)dt;
+    loop->tick_us = t_us;
+}
+
+/* Flight f is over: forget its rows, ledger entries and ids; the slot is free. */
+static void flight_clear(wr_flight_t *f)
+{
+    json_decref(f->ids);
+    f->ids = NULL;
+    for (size_t i = 0; i < f->nput; i++)
+        wr_ledger_put_clear(&f->puts[i]);
+    f->nput = 0;
+    for (size_t g = 0; g < f->ng; g++)
+        wr_ledger_row_clear(&f->rows[g]);
+    f->call = NULL;
+    f->stage = WR_FL_FREE;
+    f->busy = false;
+}
+
+/* The ledger rows of flight f's groups (f->batch[0..f->ng), now INFLIGHT) are read by the ledger
+ * thread; the loop goes on (flight_fetched follows). */
 static void flight_begin(wr_loop_t *loop, wr_flight_t *f)
 {
-    char errstr[1024];
-    size_t ng = f->ng, nrec = 0;
+    size_t ng = f->ng;
+    stage_tick(loop);
     for (size_t g = 0; g < ng; g++) {
         wr_item_t *it = f->batch[g];
-        loop->a_maps[g] = it->cmd.map;
-        loop->a_cks[g] = it->key;
-        loop->a_rids[g] = it->cmd.record_id;
+        f->a_maps[g] = it->cmd.map;
+        f->a_cks[g] = it->key;
+        f->a_rids[g] = it->cmd.record_id;
+        memset(&f->rows[g], 0, sizeof(f->rows[g]));
     }
-    dw_err_t err = wr_ledger_fetch(loop->pg, ng, loop->a_maps, loop->a_cks, loop->a_rids, f->rows,
-                                   errstr, sizeof(errstr));
-    if (err) {
-        pg_failed(loop, err, "could not read", errstr);
+    f->nrec = f->nput = 0;
+    f->call = NULL;
+    f->ids = NULL;
+    memset(&f->job, 0, sizeof(f->job));
+    f->job.kind = WR_LQ_FETCH;
+    f->job.n = ng;
+    f->job.maps = f->a_maps;
+    f->job.cks = f->a_cks;
+    f->job.rids = f->a_rids;
+    f->job.rows = f->rows;
+    f->busy = true;
+    f->stage = WR_FL_FETCH;
+    wr_lq_submit(loop->lq, &f->job);
+}
+
+static void flight_store(wr_loop_t *loop, wr_flight_t *f);
+static void flight_stored(wr_loop_t *loop, wr_flight_t *f);
+static void flight_send(wr_loop_t *loop, wr_flight_t *f);
+
+/* Whether flight f's call may start now: not before the target's Retry-After, and only when its
+ * requests start at once within the target's concurrency (or no other call is writing). A request
+ * the target queued behind others would be sent whenever a slot frees, even after a 429 answered
+ * meanwhile asked to wait: the loop alone decides when a request goes out. */
+static bool may_send(const wr_loop_t *loop, const wr_flight_t *f)
+{
+    if (dw_time_mono_ms() < loop->hold_until_ms)
+        return false;
+    size_t writing = 0;
+    for (size_t i = 0; i < loop->nflights; i++)
+        if (loop->flights[i].stage == WR_FL_WRITE)
+            writing += loop->flights[i].nreq;
+    return writing == 0 || writing + f->nreq <= (size_t)loop->aimd.cur;
+}
+
+/* The ledger rows of f are read: decide, and start writing the records to write (or, when every
+ * group was dropped, go on to the ledger transaction). */
+static void flight_fetched(wr_loop_t *loop, wr_flight_t *f)
+{
+    size_t ng = f->ng, nrec = 0;
+    loop->counters.ledger_jobs++;
+    loop->counters.ledger_us += (uint64_t)f->job.run_us;
+    if (f->job.err) {
+        ledger_failed(loop, f, "could not read");
         for (size_t g = 0; g < ng; g++)
             group_release(loop, f->batch[g], 1000);
+        flight_clear(f);
         return;
     }
-    /* decide, and the records to write */
     for (size_t g = 0; g < ng; g++) {
         wr_item_t *it = f->batch[g];
         const wr_mapinfo_t *mi = wr_part_user(it->part);
@@ -754,132 +842,62 @@ static void flight_begin(wr_loop_t *loop, wr_flight_t *f)
         f->rec_of[nrec++] = g;
     }
     f->nrec = nrec;
-    f->call = NULL;
-    f->busy = true;
-    if (nrec == 0)
+    if (nrec == 0) {
+        flight_store(loop, f);
         return;
+    }
+    f->nreq = (nrec + loop->chunk_max - 1) / loop->chunk_max;
+    if (!may_send(loop, f)) {
+        f->stage = WR_FL_HELD; /* flight_send when may_send */
+        return;
+    }
+    flight_send(loop, f);
+}
+
+/* Start the target call of flight f (its records are decided). */
+static void flight_send(wr_loop_t *loop, wr_flight_t *f)
+{
+    char errstr[1024];
     f->t0_us = dw_time_mono_us();
-    if (!(f->call = dw_target_call_start(loop->tgt, f->recs, nrec, errstr, sizeof(errstr)))) {
-        f->busy = false;
-        for (size_t g = 0; g < ng; g++)
-            wr_ledger_row_clear(&f->rows[g]);
-        for (size_t g = 0; g < ng; g++)
+    f->stage = WR_FL_WRITE;
+    if (!(f->call = dw_target_call_start(loop->tgt, f->recs, f->nrec, errstr, sizeof(errstr)))) {
+        for (size_t g = 0; g < f->ng; g++)
             group_release(loop, f->batch[g], 0);
+        flight_clear(f);
         wr_fatal(loop, DW_ERR_NOMEM, "out of memory");
     }
 }
 
-/* The write of flight f is over (or is cut short: its call is ended): store the ledger in one
- * transaction, then the groups are done, retried or dead-lettered. f is free afterwards. */
-static void flight_finish(wr_loop_t *loop, wr_flight_t *f)
+/* The write of flight f is over (or is cut short: its call is ended): the failures are retried or
+ * dead-lettered at once (their Retry-After holds the next requests back from now on), the ledger
+ * entries of what was written go to the ledger thread as one transaction (flight_stored
+ * follows). */
+static void flight_written(wr_loop_t *loop, wr_flight_t *f)
 {
     char errstr[1024];
-    json_t *ids = NULL;
-    size_t ng = f->ng, nrec = f->nrec, nput = 0;
+    size_t ng = f->ng, nrec = f->nrec;
     bool throttled = false;
-    dw_err_t err;
-    f->busy = false;
-    if (f->call) {
-        err = dw_target_call_end(f->call, errstr, sizeof(errstr));
-        f->call = NULL;
-        wr_counters_latency(&loop->counters, (uint64_t)(dw_time_mono_us() - f->t0_us));
-        loop->counters.batches++;
-        loop->counters.batch_sum += nrec;
-        if (nrec > loop->counters.batch_max)
-            loop->counters.batch_max = nrec;
-        if (err == DW_ERR_CONFIG) {
-            char msg[1100];
-            snprintf(msg, sizeof(msg), "the target refuses the credentials: %s", errstr);
-            wr_fatal(loop, err, msg);
-        } else if (err && err != DW_ERR_INTERRUPTED) {
-            DW_ERROR(FAC, "write failed: %s (the batch is retried)", errstr);
-        }
-        if (err && err != DW_ERR_INTERRUPTED) {
-            for (size_t g = 0; g < ng; g++)
-                group_release(loop, f->batch[g], 1000);
-            goto out;
-        }
+    dw_err_t err = dw_target_call_end(f->call, errstr, sizeof(errstr));
+    f->call = NULL;
+    wr_counters_latency(&loop->counters, (uint64_t)(dw_time_mono_us() - f->t0_us));
+    loop->counters.batches++;
+    loop->counters.batch_sum += nrec;
+    if (nrec > loop->counters.batch_max)
+        loop->counters.batch_max = nrec;
+    if (err == DW_ERR_CONFIG) {
+        char msg[1100];
+        snprintf(msg, sizeof(msg), "the target refuses the credentials: %s", errstr);
+        wr_fatal(loop, err, msg);
+    } else if (err && err != DW_ERR_INTERRUPTED) {
+        DW_ERROR(FAC, "write failed: %s (the batch is retried)", errstr);
     }
-    /* the ledger entries of what was written */
-    ids = json_object();
-    if (!ids)
-        goto nomem;
-    for (size_t g = 0; g < ng; g++) {
-        /* an echo still moves the origin side's version on (fencing what is older) */
-        if (f->decs[g].kind != WR_DEC_ECHO)
-            continue;
-        wr_item_t *it = f->batch[g];
-        const char *ck = f->rows[g].found ? f->rows[g].canonical_key : it->key;
-        if (wr_ledger_entry_seen(&it->cmd, loop->target, ck, &loop->puts[nput]) != DW_OK)
-            goto nomem;
-        nput++;
-    }
-    for (size_t k = 0; k < nrec; k++) {
-        dw_wrec_t *r = &f->recs[k];
-        size_t g = f->rec_of[k];
-        wr_item_t *it = f->batch[g];
-        if (r->cls != DW_WCLASS_OK)
-            continue;
-        const char *ck = f->rows[g].found ? f->rows[g].canonical_key : it->key;
-        if (wr_ledger_entry(&it->cmd, loop->target, ck, r->key, r->record_id_out,
-                            &loop->puts[nput]) != DW_OK)
-            goto nomem;
-        nput++;
-        if (loop->target == DW_MAP_DV && it->cmd.op == DW_WOP_UPSERT && r->record_id_out[0]) {
-            json_t *list = json_object_get(ids, it->cmd.map);
-            if (!list) {
-                list = json_array();
-                if (!list || json_object_set_new(ids, it->cmd.map, list) != 0)
-                    goto nomem;
-            }
-            if (json_array_append_new(list, json_pack("{s:s, s:s, s:O}", "id", r->record_id_out,
-                                                      "ck", ck, "key", r->key)) != 0)
-                goto nomem;
-        }
-    }
-    err = wr_ledger_store(loop->pg, loop->puts, nput, ids, errstr, sizeof(errstr));
-    if (err) {
-        pg_failed(loop, err, "could not store", errstr);
+    if (err && err != DW_ERR_INTERRUPTED) {
         for (size_t g = 0; g < ng; g++)
-            if (f->decs[g].kind != WR_DEC_WRITE)
-                group_release(loop, f->batch[g], 1000);
-        for (size_t k = 0; k < nrec; k++)
-            if (f->recs[k].cls == DW_WCLASS_OK)
-                group_release(loop, f->batch[f->rec_of[k]], 1000);
-    } else {
-        for (size_t g = 0; g < ng; g++) {
-            wr_item_t *it = f->batch[g];
-            switch (f->decs[g].kind) {
-            case WR_DEC_WRITE:
-                continue;
-            case WR_DEC_ECHO:
-                loop->counters.echo_dropped++;
-                break;
-            case WR_DEC_STALE:
-                loop->counters.stale_dropped++;
-                break;
-            case WR_DEC_UNRESOLVED:
-                loop->counters.delete_unresolved++;
-                DW_INFO(FAC,
-                        "%s [%" PRId32 "] @%" PRId64 ": delete of row %s: no key known in "
-                        "the ledger, nothing to delete",
-                        wr_part_topic(it->part), wr_part_partition(it->part), it->offset,
-                        it->cmd.record_id);
-                break;
-            }
-            loop->counters.coalesced += it->nsup;
-            wr_item_done(it);
-        }
-        for (size_t k = 0; k < nrec; k++) {
-            if (f->recs[k].cls != DW_WCLASS_OK)
-                continue;
-            wr_item_t *it = f->batch[f->rec_of[k]];
-            loop->counters.written++;
-            loop->counters.coalesced += it->nsup;
-            wr_item_done(it);
-        }
+            group_release(loop, f->batch[g], 1000);
+        flight_clear(f);
+        return;
     }
-    /* failures: retry or dead letter */
+    /* failures: retry or dead letter (these groups are no longer the flight's) */
     for (size_t k = 0; k < nrec && !loop->fatal; k++) {
         dw_wrec_t *r = &f->recs[k];
         if (r->cls == DW_WCLASS_OK)
@@ -896,15 +914,122 @@ static void flight_finish(wr_loop_t *loop, wr_flight_t *f)
         DW_INFO(FAC, "concurrency %d%s", loop->aimd.cur, throttled ? " (throttled)" : "");
     }
     loop->counters.concurrency = loop->aimd.cur;
-    goto out;
+    if (loop->fatal) {
+        flight_clear(f);
+        return;
+    }
+    flight_store(loop, f);
+}
+
+/* The ledger entries of flight f (echoes and what was written) into one transaction, run by the
+ * ledger thread; nothing to store: flight_stored at once. */
+static void flight_store(wr_loop_t *loop, wr_flight_t *f)
+{
+    size_t ng = f->ng, nrec = f->nrec, nput = 0;
+    if (!(f->ids = json_object()))
+        goto nomem;
+    for (size_t g = 0; g < ng; g++) {
+        /* an echo still moves the origin side's version on (fencing what is older) */
+        if (f->decs[g].kind != WR_DEC_ECHO)
+            continue;
+        wr_item_t *it = f->batch[g];
+        const char *ck = f->rows[g].found ? f->rows[g].canonical_key : it->key;
+        if (wr_ledger_entry_seen(&it->cmd, loop->target, ck, &f->puts[nput]) != DW_OK)
+            goto nomem;
+        f->nput = ++nput;
+    }
+    for (size_t k = 0; k < nrec; k++) {
+        dw_wrec_t *r = &f->recs[k];
+        size_t g = f->rec_of[k];
+        wr_item_t *it = f->batch[g];
+        if (r->cls != DW_WCLASS_OK)
+            continue;
+        const char *ck = f->rows[g].found ? f->rows[g].canonical_key : it->key;
+        if (wr_ledger_entry(&it->cmd, loop->target, ck, r->key, r->record_id_out, &f->puts[nput]) !=
+            DW_OK)
+            goto nomem;
+        f->nput = ++nput;
+        if (loop->target == DW_MAP_DV && it->cmd.op == DW_WOP_UPSERT && r->record_id_out[0]) {
+            json_t *list = json_object_get(f->ids, it->cmd.map);
+            if (!list) {
+                list = json_array();
+                if (!list || json_object_set_new(f->ids, it->cmd.map, list) != 0)
+                    goto nomem;
+            }
+            if (json_array_append_new(list, json_pack("{s:s, s:s, s:O}", "id", r->record_id_out,
+                                                      "ck", ck, "key", r->key)) != 0)
+                goto nomem;
+        }
+    }
+    f->stage = WR_FL_STORE;
+    memset(&f->job, 0, sizeof(f->job));
+    f->job.kind = WR_LQ_STORE;
+    f->job.puts = f->puts;
+    f->job.nput = nput;
+    f->job.ids = f->ids;
+    if (nput == 0 && json_object_size(f->ids) == 0) {
+        flight_stored(loop, f); /* nothing to store */
+        return;
+    }
+    wr_lq_submit(loop->lq, &f->job);
+    return;
 nomem:
+    flight_clear(f);
     wr_fatal(loop, DW_ERR_NOMEM, "out of memory");
-out:
-    json_decref(ids);
-    for (size_t i = 0; i < nput; i++)
-        wr_ledger_put_clear(&loop->puts[i]);
-    for (size_t g = 0; g < ng; g++)
-        wr_ledger_row_clear(&f->rows[g]);
+}
+
+/* The ledger transaction of flight f is over: its written, dropped and coalesced commands are
+ * done (or, when it failed, given back to be written again). f is free afterwards. */
+static void flight_stored(wr_loop_t *loop, wr_flight_t *f)
+{
+    size_t ng = f->ng, nrec = f->nrec;
+    if (f->job.nput > 0 || json_object_size(f->ids) > 0) {
+        loop->counters.ledger_jobs++;
+        loop->counters.ledger_us += (uint64_t)f->job.run_us;
+    }
+    if (f->job.err) {
+        ledger_failed(loop, f, "could not store");
+        for (size_t g = 0; g < ng; g++)
+            if (f->decs[g].kind != WR_DEC_WRITE)
+                group_release(loop, f->batch[g], 1000);
+        for (size_t k = 0; k < nrec; k++)
+            if (f->recs[k].cls == DW_WCLASS_OK)
+                group_release(loop, f->batch[f->rec_of[k]], 1000);
+        flight_clear(f);
+        return;
+    }
+    for (size_t g = 0; g < ng; g++) {
+        wr_item_t *it = f->batch[g];
+        switch (f->decs[g].kind) {
+        case WR_DEC_WRITE:
+            continue;
+        case WR_DEC_ECHO:
+            loop->counters.echo_dropped++;
+            break;
+        case WR_DEC_STALE:
+            loop->counters.stale_dropped++;
+            break;
+        case WR_DEC_UNRESOLVED:
+            loop->counters.delete_unresolved++;
+            DW_INFO(FAC,
+                    "%s [%" PRId32 "] @%" PRId64 ": delete of row %s: no key known in "
+                    "the ledger, nothing to delete",
+                    wr_part_topic(it->part), wr_part_partition(it->part), it->offset,
+                    it->cmd.record_id);
+            break;
+        }
+        loop->counters.coalesced += it->nsup;
+        wr_item_done(it);
+    }
+    for (size_t k = 0; k < nrec; k++) {
+        if (f->recs[k].cls != DW_WCLASS_OK)
+            continue;
+        wr_item_t *it = f->batch[f->rec_of[k]];
+        loop->counters.written++;
+        loop->counters.coalesced += it->nsup;
+        wr_item_done(it);
+    }
+    flight_clear(f);
 }
 
 static size_t flights_busy(const wr_loop_t *loop)
@@ -923,23 +1048,94 @@ static wr_flight_t *flight_free_slot(wr_loop_t *loop)
     return NULL;
 }
 
-/* Drive the writes in flight (waiting at most timeout_ms) and finish those that are over. */
+/* Move every flight whose stage is over on to the next one; true when one moved. */
+static bool flights_advance(wr_loop_t *loop)
+{
+    bool moved = false;
+    stage_tick(loop);
+    for (size_t i = 0; i < loop->nflights && !loop->fatal; i++) {
+        wr_flight_t *f = &loop->flights[i];
+        switch (f->stage) {
+        case WR_FL_FETCH:
+            if (wr_lq_done(loop->lq, &f->job)) {
+                flight_fetched(loop, f);
+                moved = true;
+            }
+            break;
+        case WR_FL_WRITE:
+            if (dw_target_call_done(f->call)) {
+                flight_written(loop, f);
+                moved = true;
+            }
+            break;
+        case WR_FL_STORE:
+            if (wr_lq_done(loop->lq, &f->job)) {
+                flight_stored(loop, f);
+                moved = true;
+            }
+            break;
+        case WR_FL_HELD:
+            if (dw_signal_stop_requested()) {
+                /* stopping: what was not sent is not an attempt; the dropped ones are stored */
+                for (size_t k = 0; k < f->nrec; k++)
+                    group_release(loop, f->batch[f->rec_of[k]], 0);
+                f->nrec = 0;
+                flight_store(loop, f);
+                moved = true;
+            } else if (may_send(loop, f)) {
+                flight_send(loop, f);
+                moved = true;
+            }
+            break;
+        case WR_FL_FREE:
+            break;
+        }
+    }
+    return moved;
+}
+
+/* Drive the batches in flight, waiting at most timeout_ms, until one of them moved on: the HTTP
+ * transfers run while the ledger thread works (the HTTP wait is cut into slices of 2 ms then, to
+ * notice the ledger's answer; with no transfer running the wait is on the ledger alone). */
 static void flights_step(wr_loop_t *loop, int timeout_ms)
 {
-    if (flights_busy(loop) == 0)
-        return;
-    dw_target_poll(loop->tgt, timeout_ms);
-    for (size_t i = 0; i < loop->nflights; i++) {
-        wr_flight_t *f = &loop->flights[i];
-        if (f->busy && (!f->call || dw_target_call_done(f->call)))
-            flight_finish(loop, f);
+    int64_t t0 = dw_time_mono_us(), end = t0 + (int64_t)timeout_ms * 1000;
+    for (;;) {
+        if (flights_busy(loop) == 0 || loop->fatal)
+            break;
+        bool writing = false, ledger = false;
+        for (size_t i = 0; i < loop->nflights; i++) {
+            writing |= loop->flights[i].stage == WR_FL_WRITE;
+            ledger |=
+                loop->flights[i].stage == WR_FL_FETCH || loop->flights[i].stage == WR_FL_STORE;
+        }
+        uint64_t seen = wr_lq_completed(loop->lq);
+        int64_t left_us = end - dw_time_mono_us();
+        int left = left_us <= 0 ? 0 : (int)((left_us + 999) / 1000);
+        if (writing) {
+            dw_target_poll(loop->tgt, ledger && left > 2 ? 2 : left);
+        } else if (ledger && left > 0) {
+            wr_lq_wait(loop->lq, seen, left);
+        } else if (left > 0) {
+            /* only batches held back by a Retry-After */
+            int64_t hold = loop->hold_until_ms - dw_time_mono_ms();
+            int ms = hold < left ? (int)(hold > 0 ? hold : 0) : left;
+            if (ms > 0)
+                dw_time_sleep_ms(ms);
+        }
+        if (flights_advance(loop) || dw_time_mono_us() >= end)
+            break;
     }
+    loop->counters.loop_wait_us += (uint64_t)(dw_time_mono_us() - t0);
 }
 
 /* End every write in flight without a ledger write or a state change (fatal error: the items are
- * dropped with their partitions; nothing is committed past them). */
+ * dropped with their partitions; nothing is committed past them). The ledger thread is stopped
+ * first (after the statement it runs). */
 static void flights_abort(wr_loop_t *loop)
 {
+    wr_lq_destroy(loop->lq);
+    loop->lq = NULL;
     for (size_t i = 0; loop->flights && i < loop->nflights; i++) {
         wr_flight_t *f = &loop->flights[i];
         if (!f->busy)
@@ -949,17 +1145,18 @@ static void flights_abort(wr_loop_t *loop)
             dw_target_call_end(f->call, e, sizeof(e));
             f->call = NULL;
         }
-        for (size_t g = 0; g < f->ng; g++)
-            wr_ledger_row_clear(&f->rows[g]);
-        f->busy = false;
+        flight_clear(f);
     }
 }
 
-/* Finish every write in flight (before partitions go away, at shutdown). */
+/* Finish every batch in flight, its ledger transaction included (before partitions go away, at
+ * shutdown). */
 static void flights_drain(wr_loop_t *loop)
 {
-    while (flights_busy(loop) > 0)
+    while (flights_busy(loop) > 0 && !loop->fatal)
         flights_step(loop, 100);
+    if (loop->fatal)
+        flights_abort(loop); /* the ledger thread may not read items about to be freed */
 }
 
 /* ---------------------------------------------------------------- life cycle */
@@ -1130,11 +1327,7 @@ wr_loop_t *wr_loop_new(dw_conf_t *conf, const char *target, int *exit_code, char
     size_t bm = (size_t)loop->batch_max;
     loop->nflights = (size_t)dw_conf_get_int(conf, "writer.batches_in_flight");
     loop->flights = calloc(loop->nflights, sizeof(*loop->flights));
-    loop->puts = calloc(bm, sizeof(*loop->puts));
-    loop->a_maps = calloc(bm, sizeof(*loop->a_maps));
-    loop->a_cks = calloc(bm, sizeof(*loop->a_cks));
-    loop->a_rids = calloc(bm, sizeof(*loop->a_rids));
-    bool ok = loop->flights && loop->puts && loop->a_maps && loop->a_cks && loop->a_rids;
+    bool ok = loop->flights != NULL;
     for (size_t i = 0; ok && i < loop->nflights; i++) {
         wr_flight_t *f = &loop->flights[i];
         f->batch = calloc(bm, sizeof(*f->batch));
@@ -1142,7 +1335,12 @@ wr_loop_t *wr_loop_new(dw_conf_t *conf, const char *target, int *exit_code, char
         f->rec_of = calloc(bm, sizeof(*f->rec_of));
         f->decs = calloc(bm, sizeof(*f->decs));
         f->rows = calloc(bm, sizeof(*f->rows));
-        ok = f->batch && f->recs && f->rec_of && f->decs && f->rows;
+        f->a_maps = calloc(bm, sizeof(*f->a_maps));
+        f->a_cks = calloc(bm, sizeof(*f->a_cks));
+        f->a_rids = calloc(bm, sizeof(*f->a_rids));
+        f->puts = calloc(bm, sizeof(*f->puts));
+        ok = f->batch && f->recs && f->rec_of && f->decs && f->rows && f->a_maps && f->a_cks &&
+             f->a_rids && f->puts;
     }
     if (!ok) {
         dw_errf(DW_ERR_NOMEM, errstr, errstr_size, "out of memory");
@@ -1183,6 +1381,7 @@ wr_loop_t *wr_loop_new(dw_conf_t *conf, const char *target, int *exit_code, char
                           : (loop->target == DW_MAP_DV ? 1000 : 250);
     topts.concurrency = loop->aimd.cur;
     topts.upsert_multiple = dw_conf_get_bool(conf, "writer.upsert_multiple");
+    loop->chunk_max = topts.chunk_max;
     loop->tgt = loop->target == DW_MAP_DV
                     ? dw_target_dv_new(loop->sys, &topts, errstr, errstr_size)
                     : dw_target_fo_new(loop->sys, &topts, errstr, errstr_size);
@@ -1214,6 +1413,9 @@ wr_loop_t *wr_loop_new(dw_conf_t *conf, const char *target, int *exit_code, char
     if (applied > 0)
         DW_INFO(FAC, "applied %d migration(s)", applied);
     if ((err = wr_ledger_session(loop->pg, errstr, errstr_size)) != DW_OK)
+        goto fail;
+    /* from here on the ledger thread is the connection's only user */
+    if (!(loop->lq = wr_lq_new(loop->pg, errstr, errstr_size)))
         goto fail;
 
     if (ensure_topics(loop, errstr, errstr_size) != DW_OK)
@@ -1288,6 +1490,7 @@ dw_err_t wr_loop_run(wr_loop_t *loop, char *errstr, size_t errstr_size)
 {
     int64_t last_stats = dw_time_mono_ms(), last_commit = dw_time_mono_ms();
     int64_t wake = INT64_MAX;
+    loop->tick_us = dw_time_mono_us();
     while (!dw_signal_stop_requested() && !loop->fatal) {
         rd_kafka_poll(loop->producer, 0);
         redo_dead_letters(loop);
@@ -1297,16 +1500,32 @@ dw_err_t wr_loop_run(wr_loop_t *loop, char *errstr, size_t errstr_size)
             int64_t left = wake - now;
             timeout = left <= 0 ? 0 : (left < timeout ? (int)left : timeout);
         }
-        /* take what is there (wait for the first message only), up to the pending bound: the
-         * check below pauses the partitions then */
+        /* take what is there (wait for the first message only), up to the pending bound. At
+         * the bound, the consumer is not polled while batches are in flight (they free room
+         * soon, and librdkafka keeps its prefetch); when it must be polled all the same (nothing
+         * in flight, or a second since the last poll: rebalances are served there), every
+         * partition is paused first */
         size_t held, held_bytes;
         pending_totals(loop, &held, &held_bytes);
-        size_t room = held < (size_t)loop->max_pending ? (size_t)loop->max_pending - held : 1;
+        size_t room =
+            held < (size_t)loop->max_pending && held_bytes < (size_t)loop->max_pending_bytes
+                ? (size_t)loop->max_pending - held
+                : 0;
         if (room > (size_t)loop->batch_max * 4)
             room = (size_t)loop->batch_max * 4;
         /* while batches are in flight, the wait is spent on the target's answers */
         bool busy = flights_busy(loop) > 0;
-        rd_kafka_message_t *rkm = rd_kafka_consumer_poll(loop->consumer, busy ? 0 : timeout);
+        if (room == 0 && (!busy || now - loop->last_poll_ms >= 1000)) {
+            check_pressure(loop, true);
+            room = 1;
+        }
+        rd_kafka_message_t *rkm = NULL;
+        if (room > 0) {
+            int64_t tw = dw_time_mono_us();
+            rkm = rd_kafka_consumer_poll(loop->consumer, busy ? 0 : timeout);
+            loop->counters.loop_wait_us += (uint64_t)(dw_time_mono_us() - tw);
+            loop->last_poll_ms = now;
+        }
         for (size_t n = 1; rkm && !loop->fatal; n++) {
             if (rkm->err) {
                 consumer_error(loop, rkm);
@@ -1320,7 +1539,7 @@ dw_err_t wr_loop_run(wr_loop_t *loop, char *errstr, size_t errstr_size)
         }
         if (loop->fatal)
             break;
-        check_pressure(loop);
+        check_pressure(loop, false);
         now = dw_time_mono_ms();
         wake = INT64_MAX;
         wr_flight_t *f = flight_free_slot(loop);
@@ -1348,7 +1567,8 @@ dw_err_t wr_loop_run(wr_loop_t *loop, char *errstr, size_t errstr_size)
         if (flights_busy(loop) > 0) {
             /* wait for answers, unless another batch can start at once */
             int64_t left = wake - dw_time_mono_ms();
-            int wait = left <= 0 ? 0 : (left < (int64_t)loop->poll_ms ? (int)left : (int)loop->poll_ms);
+            int wait =
+                left <= 0 ? 0 : (left < (int64_t)loop->poll_ms ? (int)left : (int)loop->poll_ms);
             if (wake == INT64_MAX)
                 wait = (int)loop->poll_ms;
             if (wait > 0 && flight_free_slot(loop) == NULL)
@@ -1432,12 +1652,12 @@ void wr_loop_destroy(wr_loop_t *loop)
         free(f->rec_of);
         free(f->decs);
         free(f->rows);
+        free(f->a_maps);
+        free(f->a_cks);
+        free(f->a_rids);
+        free(f->puts);
     }
     free(loop->flights);
-    free(loop->puts);
-    free(loop->a_maps);
-    free(loop->a_cks);
-    free(loop->a_rids);
     free(loop->map_counts);
     free(loop);
 }
