@@ -1,9 +1,11 @@
 /*
- * dwctl topics create | topics list: the Kafka topics of the maps. For each map, five topics:
- * dw.<map>.fo and dw.<map>.dv (captured changes), dw.<map>.to-dv and dw.<map>.to-fo (commands),
- * dw.<map>.dlq (dead letters, kept longer); with --all every map of maps.dir. dwfleet's own
- * dead-letter topics dw._unknown.dlq and dw._capture.dlq are always created too. The specs come
- * from common/dw_topics (shared with the workers); creation is idempotent.
+ * dwctl topics create | list | count | delete: the Kafka topics of the maps. For each map, five
+ * topics: dw.<map>.fo and dw.<map>.dv (captured changes), dw.<map>.to-dv and dw.<map>.to-fo
+ * (commands), dw.<map>.dlq (dead letters, kept longer); with --all every map of maps.dir.
+ * dwfleet's own dead-letter topics dw._unknown.dlq and dw._capture.dlq are always created too.
+ * The specs come from common/dw_topics (shared with the workers); creation is idempotent. count
+ * sums the records each topic holds (high minus low watermark); delete --match removes the dw.*
+ * topics whose name contains a substring (a demo's or a test's run suffix).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,8 +18,9 @@
 
 #define TOPICS_TIMEOUT_MS 30000
 #define TOPICS_MAX_MAPS   256
+#define TOPICS_MATCH_MIN  4 /* delete --match: shorter substrings would match too much */
 
-enum { OPT_MAP = 'm', OPT_PARTITIONS = 'p', OPT_ALL = 'a', OPT_PREFIX = 0x101 };
+enum { OPT_MAP = 'm', OPT_PARTITIONS = 'p', OPT_ALL = 'a', OPT_PREFIX = 0x101, OPT_MATCH = 0x102 };
 
 typedef struct topics_opts_s {
     dwctl_opts_t common;
@@ -26,9 +29,10 @@ typedef struct topics_opts_s {
     int partitions; /* 0: from the configuration */
     bool all;       /* --all: every map of maps.dir */
     const char *prefix;
+    const char *match; /* delete --match */
 } topics_opts_t;
 
-static topics_opts_t create_opts, list_opts;
+static topics_opts_t create_opts, list_opts, count_opts, delete_opts;
 
 static dw_err_t topics_opt(int opt, const char *arg, void *opaque, char *errstr,
                            size_t errstr_size)
@@ -55,6 +59,9 @@ static dw_err_t topics_opt(int opt, const char *arg, void *opaque, char *errstr,
     }
     case OPT_PREFIX:
         o->prefix = arg;
+        return DW_OK;
+    case OPT_MATCH:
+        o->match = arg;
         return DW_OK;
     case OPT_ALL:
         o->all = true;
@@ -102,6 +109,41 @@ static dw_cli_spec_t list_spec = {
     .longopts = list_longopts,
     .on_option = topics_opt,
     .opaque = &list_opts,
+};
+
+static const struct option count_longopts[] = {
+    DWCTL_LONGOPT_JSON,
+    {0},
+};
+static dw_cli_spec_t count_spec = {
+    .name = "topics count",
+    .synopsis = "[OPTIONS] TOPIC...",
+    .description = "Print \"TOPIC RECORDS\" per topic: the records it holds, the sum over its "
+                   "partitions of the high minus the low watermark (transaction markers "
+                   "included); 0 for a topic that does not exist.",
+    .options_help = "      --json               one JSON object per topic on stdout\n",
+    .longopts = count_longopts,
+    .on_option = topics_opt,
+    .opaque = &count_opts,
+    .min_args = 1,
+    .max_args = -1,
+};
+
+static const struct option delete_longopts[] = {
+    {"match", required_argument, NULL, OPT_MATCH},
+    DWCTL_LONGOPT_JSON,
+    {0},
+};
+static dw_cli_spec_t delete_spec = {
+    .name = "topics delete",
+    .synopsis = "[OPTIONS] --match SUBSTRING",
+    .description = "Delete every topic whose name starts with \"dw.\" and contains SUBSTRING "
+                   "(at least 4 characters), and print how many were deleted.",
+    .options_help = "      --match SUBSTRING    the part of the names to delete (required)\n"
+                    "      --json               {\"deleted\": N, \"topics\": [...]} on stdout\n",
+    .longopts = delete_longopts,
+    .on_option = topics_opt,
+    .opaque = &delete_opts,
 };
 
 /* Add the maps of maps.dir to ts, in dependency order. Exit code, or DW_EXIT_OK. */
@@ -247,6 +289,115 @@ out:
     return rc;
 }
 
+static int count_run(dwctl_ctx_t *ctx, void *opaque)
+{
+    (void)opaque;
+    char errstr[1024];
+    int rc = DW_EXIT_FAILURE;
+    const rd_kafka_metadata_t *md = NULL;
+    rd_kafka_t *rk = dw_kafka_admin_new(ctx->conf, errstr, sizeof(errstr));
+    if (!rk) {
+        fprintf(stderr, "dwctl topics count: %s\n", errstr);
+        rc = DW_EXIT_USAGE;
+        goto out;
+    }
+    /* every topic, never the named ones: a broker with auto-creation would create them */
+    rd_kafka_resp_err_t kerr = rd_kafka_metadata(rk, 1, NULL, &md, TOPICS_TIMEOUT_MS);
+    if (kerr) {
+        fprintf(stderr, "dwctl topics count: could not list the topics: %s\n",
+                rd_kafka_err2str(kerr));
+        goto out;
+    }
+    for (int a = 0; a < ctx->argc; a++) {
+        const char *name = ctx->argv[a];
+        const rd_kafka_metadata_topic_t *t = NULL;
+        for (int i = 0; i < md->topic_cnt && !t; i++)
+            if (strcmp(md->topics[i].topic, name) == 0 &&
+                md->topics[i].err != RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART)
+                t = &md->topics[i];
+        int64_t records = 0;
+        for (int p = 0; t && p < t->partition_cnt; p++) {
+            int64_t lo = 0, hi = 0;
+            kerr = rd_kafka_query_watermark_offsets(rk, name, t->partitions[p].id, &lo, &hi,
+                                                    TOPICS_TIMEOUT_MS);
+            if (kerr) {
+                fprintf(stderr, "dwctl topics count: could not read the offsets of %s [%d]: %s\n",
+                        name, (int)t->partitions[p].id, rd_kafka_err2str(kerr));
+                goto out;
+            }
+            records += hi - lo;
+        }
+        if (ctx->json)
+            dwctl_print_json(
+                json_pack("{s:s, s:I, s:b}", "topic", name, "records", (json_int_t)records,
+                          "exists", t != NULL));
+        else
+            printf("%s %lld\n", name, (long long)records);
+    }
+    rc = DW_EXIT_OK;
+out:
+    if (md)
+        rd_kafka_metadata_destroy(md);
+    if (rk)
+        rd_kafka_destroy(rk);
+    return rc;
+}
+
+static int delete_run(dwctl_ctx_t *ctx, void *opaque)
+{
+    topics_opts_t *o = opaque;
+    char errstr[2048];
+    char **names = NULL;
+    size_t count = 0, n = 0;
+    const char **hits = NULL;
+    int rc = DW_EXIT_FAILURE;
+    rd_kafka_t *rk = NULL;
+    if (!o->match)
+        return dw_cli_usage_error(ctx->cli, &delete_spec, "--match is required");
+    if (strlen(o->match) < TOPICS_MATCH_MIN)
+        return dw_cli_usage_error(ctx->cli, &delete_spec,
+                                  "--match '%s' is too short: at least %d characters, so that it "
+                                  "cannot match unrelated topics",
+                                  o->match, TOPICS_MATCH_MIN);
+    if (!(rk = dw_kafka_admin_new(ctx->conf, errstr, sizeof(errstr)))) {
+        fprintf(stderr, "dwctl topics delete: %s\n", errstr);
+        rc = DW_EXIT_USAGE;
+        goto out;
+    }
+    if (dw_kafka_topics_list(rk, "dw.", TOPICS_TIMEOUT_MS, &names, &count, errstr,
+                             sizeof(errstr)) != DW_OK) {
+        fprintf(stderr, "dwctl topics delete: %s\n", errstr);
+        goto out;
+    }
+    if (count > 0 && !(hits = calloc(count, sizeof(*hits)))) {
+        fprintf(stderr, "dwctl topics delete: out of memory\n");
+        goto out;
+    }
+    for (size_t i = 0; i < count; i++)
+        if (strstr(names[i], o->match))
+            hits[n++] = names[i];
+    if (n > 0 &&
+        dw_kafka_topics_delete(rk, hits, n, TOPICS_TIMEOUT_MS, errstr, sizeof(errstr)) != DW_OK) {
+        fprintf(stderr, "dwctl topics delete: %s\n", errstr);
+        goto out;
+    }
+    if (ctx->json) {
+        json_t *list = json_array();
+        for (size_t i = 0; i < n; i++)
+            json_array_append_new(list, json_string(hits[i]));
+        dwctl_print_json(json_pack("{s:I, s:o}", "deleted", (json_int_t)n, "topics", list));
+    } else {
+        printf("%zu\n", n);
+    }
+    rc = DW_EXIT_OK;
+out:
+    free(hits);
+    dw_kafka_topics_free(names, count);
+    if (rk)
+        rd_kafka_destroy(rk);
+    return rc;
+}
+
 static const dwctl_cmd_t create_cmd = {
     .words = "topics create",
     .summary = "create the topics of maps (--all: of every map)",
@@ -260,4 +411,18 @@ static const dwctl_cmd_t list_cmd = {
     .run = list_run,
 };
 
-const dwctl_cmd_t *const dwctl_topics_cmds[] = {&create_cmd, &list_cmd, NULL};
+static const dwctl_cmd_t count_cmd = {
+    .words = "topics count",
+    .summary = "records held per topic (0 when missing)",
+    .spec = &count_spec,
+    .run = count_run,
+};
+static const dwctl_cmd_t delete_cmd = {
+    .words = "topics delete",
+    .summary = "delete the dw.* topics containing --match",
+    .spec = &delete_spec,
+    .run = delete_run,
+};
+
+const dwctl_cmd_t *const dwctl_topics_cmds[] = {&create_cmd, &list_cmd, &count_cmd, &delete_cmd,
+                                                NULL};

@@ -46,6 +46,7 @@ typedef struct dwctl_cmd_s {
 extern const dwctl_cmd_t *const dwctl_check_cmds[];
 extern const dwctl_cmd_t *const dwctl_db_cmds[];
 extern const dwctl_cmd_t *const dwctl_topics_cmds[];
+extern const dwctl_cmd_t *const dwctl_groups_cmds[];
 extern const dwctl_cmd_t *const dwctl_maps_cmds[];
 extern const dwctl_cmd_t *const dwctl_initial_sync_cmds[];
 

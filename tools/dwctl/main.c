@@ -24,9 +24,9 @@ static const dw_conf_def_t *const dwctl_tables[] = {dw_conf_common_defs, dw_topi
 static const char *const dwctl_foreign[] = {"capture", "transform", "writer", "monitor",
                                             "emulator", NULL};
 
-static const dwctl_cmd_t *const *const dwctl_groups[] = {dwctl_check_cmds, dwctl_db_cmds,
-                                                         dwctl_topics_cmds, dwctl_maps_cmds,
-                                                         dwctl_initial_sync_cmds, NULL};
+static const dwctl_cmd_t *const *const dwctl_groups[] = {
+    dwctl_check_cmds, dwctl_db_cmds,           dwctl_topics_cmds, dwctl_groups_cmds,
+    dwctl_maps_cmds,  dwctl_initial_sync_cmds, NULL};
 
 static char dwctl_top_help[4096];
 
@@ -34,8 +34,8 @@ static void dwctl_build_top_help(void)
 {
     size_t o = 0;
     o += (size_t)snprintf(dwctl_top_help + o, sizeof(dwctl_top_help) - o,
-                          "The operator CLI of dwfleet: checks, database migrations, topics, maps,"
-                          " initial sync.\n\n"
+                          "The operator CLI of dwfleet: checks, database migrations, topics,"
+                          " consumer groups, maps, initial sync.\n\n"
                           "Commands:\n");
     for (int g = 0; dwctl_groups[g]; g++) {
         for (int c = 0; dwctl_groups[g][c]; c++) {
