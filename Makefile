@@ -2,6 +2,9 @@
 #   make test    install what is missing, build, start Kafka + PostgreSQL, run the whole suite
 #                (unit, cli and integration tests, then the unit and cli tests again under
 #                ASan+UBSan), stop the services it started
+#   make demo    install what is missing, build, start the services and show the main job on the
+#                emulators: initial sync F&O -> Dataverse, a live change each way, a summary
+#                (DEMO_CUSTOMERS=50000, DEMO_KEEP=1 leaves it running; see scripts/demo.sh --help)
 #   make build   configure and build into build/ (binaries in build/bin/)
 #   make unit    build and run the tests that need no services
 #   make asan    build into build-asan/ with ASan+UBSan and run the unit and cli tests
@@ -11,7 +14,7 @@
 JOBS ?= $(shell nproc)
 BUILD_TYPE ?= RelWithDebInfo
 
-.PHONY: all setup build test unit asan fuzz services-up services-down services-status format clean
+.PHONY: all setup build test demo unit asan fuzz services-up services-down services-status format clean
 
 all: build
 
@@ -24,6 +27,9 @@ build: setup
 
 test: setup
 	@scripts/test.sh
+
+demo:
+	@scripts/demo.sh
 
 unit: build
 	@cd build && ctest -L 'unit|cli' --output-on-failure
