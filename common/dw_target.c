@@ -16,6 +16,7 @@
 #include "dw_log.h"
 #include "dw_signal.h"
 #include "dw_target_int.h"
+#include "dw_time.h"
 
 #define TGT_FAC            "target"
 #define TGT_BATCH_MAX      1000 /* parts of one $batch */
@@ -72,7 +73,31 @@ struct dw_target_s {
     json_t *no_um;      /* Dataverse: entity sets that do not take UpsertMultiple */
     char token[TGT_TOKEN_MAX];
     dw_target_stats_t stats;
+    int64_t not_before_ms; /* monotonic: no request before it (the last Retry-After answered) */
+    long held_status;      /* the status that answered it (429, 503) */
 };
+
+/* A Retry-After the target answered (429, 503): no request of this target goes out before it has
+ * elapsed, whichever call it belongs to. */
+static void note_retry_after(dw_target_t *t, long status, long retry_after_ms)
+{
+    if ((status == 429 || status == 503) && retry_after_ms >= 0) {
+        int64_t nb = dw_time_mono_ms() + retry_after_ms;
+        if (nb > t->not_before_ms) {
+            t->not_before_ms = nb;
+            t->held_status = status;
+        }
+    }
+}
+
+/* Milliseconds left of the last Retry-After, 0 when none. */
+static long held_for_ms(const dw_target_t *t)
+{
+    int64_t left = t->not_before_ms - dw_time_mono_ms();
+    return left > 0 ? (long)left : 0;
+}
+
+#define TGT_HELD_MSG "not sent: the target's Retry-After has not elapsed"
 
 /* What one call (dw_target_write, or dw_target_call_start .. dw_target_call_end) works on. */
 typedef struct wctx_s {
@@ -564,6 +589,15 @@ static dw_err_t resolve_bind(dw_target_t *t, const char *ref, char out[37], long
         *status = 200;
         return DW_OK;
     }
+    long held = held_for_ms(t);
+    if (held > 0) {
+        *status = t->held_status;
+        *retry_after = held;
+        t->stats.held++;
+        snprintf(code, code_size, "%s", "");
+        snprintf(msg, msg_size, "%s", TGT_HELD_MSG);
+        return DW_OK;
+    }
     char url[2048], set[256], errstr[256];
     const char *base = dw_system_base(t->sys);
     const char *rel = ref;
@@ -613,6 +647,7 @@ static dw_err_t resolve_bind(dw_target_t *t, const char *ref, char out[37], long
     if (*status == 429)
         t->stats.throttled++;
     *retry_after = dw_http_req_retry_after_ms(req);
+    note_retry_after(t, *status, *retry_after);
     if (*status == 200) {
         json_t *row = json_loadb(body, len, 0, NULL);
         const char *g = dw_target_row_guid(row, set);
@@ -1017,6 +1052,7 @@ static void on_part(wctx_t *w, size_t i, const dw_tpart_t *p, size_t *requeue, s
     }
     if (p->status == 429)
         w->t->stats.throttled++;
+    note_retry_after(w->t, p->status, p->retry_after_ms);
     set_outcome(w, i, cls, p->status, code, msg, p->retry_after_ms);
 }
 
@@ -1125,6 +1161,7 @@ static void on_done(dw_http_req_t *req, dw_err_t err, void *opaque)
     } else if (status == 429 || status == 408 || status == 401 || status >= 500) {
         if (status == 429)
             t->stats.throttled++;
+        note_retry_after(t, status, dw_http_req_retry_after_ms(req));
         job_all(w, j, status, body, len, dw_http_req_retry_after_ms(req), NULL);
     } else if (j->kind == J_DV_UM) {
         if (status >= 200 && status < 300) {
@@ -1286,15 +1323,27 @@ static bool call_finished(const wctx_t *w)
            (w->inflight == 0 && w->q.head >= w->q.n);
 }
 
-/* Start queued jobs, the oldest call's first, up to the concurrency. */
+/* Start queued jobs, the oldest call's first, up to the concurrency. While a Retry-After the
+ * target answered has not elapsed, queued jobs are not sent: their records end transient (with
+ * the status that answered it and the time left as their Retry-After), for the caller to
+ * schedule. */
 static void start_jobs(dw_target_t *t)
 {
-    for (size_t c = 0; c < t->ncalls && t->inflight < t->concurrency; c++) {
+    long held = held_for_ms(t);
+    for (size_t c = 0; c < t->ncalls && (held > 0 || t->inflight < t->concurrency); c++) {
         wctx_t *w = t->calls[c];
-        while (!call_finished(w) && t->inflight < t->concurrency && w->q.head < w->q.n) {
+        while (!call_finished(w) && (held > 0 || t->inflight < t->concurrency) &&
+               w->q.head < w->q.n) {
             tjob_t *j = w->q.v[w->q.head++];
-            if (!job_start(w, j))
+            if (held > 0) {
+                t->stats.held++;
+                for (size_t k = 0; k < j->n; k++)
+                    set_outcome(w, j->idx[k], DW_WCLASS_TRANSIENT, t->held_status, "",
+                                TGT_HELD_MSG, held);
                 job_free(j);
+            } else if (!job_start(w, j)) {
+                job_free(j);
+            }
         }
     }
 }

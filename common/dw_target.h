@@ -147,6 +147,7 @@ typedef struct dw_target_stats_s {
     unsigned long requests;       /* HTTP requests sent (bulk requests count one) */
     unsigned long throttled;      /* of which answered 429 */
     unsigned long fallbacks;      /* UpsertMultiple chunks resent as $batch */
+    unsigned long held;           /* requests not sent because a Retry-After had not elapsed */
     unsigned long records_ok;
     unsigned long records_failed; /* any class but OK */
 } dw_target_stats_t;
