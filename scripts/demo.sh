@@ -229,8 +229,13 @@ pick_port() {
     echo "$want"
     return
   fi
+  # below the kernel's ephemeral range: no outgoing connection and no bind to port 0 (what the
+  # tests running beside a demo do) can take the port between this pick and the process's bind
+  local lo=32768 hi
+  read -r lo _ </proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || lo=32768
+  hi=$((lo > 12000 ? lo - 1 : 32767))
   for _ in $(seq 50); do
-    p=$((20000 + RANDOM % 30000))
+    p=$((10000 + RANDOM % (hi - 10000)))
     if port_free "$p"; then echo "$p"; return; fi
   done
   die "no free port found"
