@@ -37,13 +37,9 @@ static dw_testemu_t *fo, *dv;
 
 static int free_port(void)
 {
-    int s = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t l = sizeof(a);
-    cr_assert(s >= 0 && bind(s, (struct sockaddr *)&a, sizeof(a)) == 0 &&
-              getsockname(s, (struct sockaddr *)&a, &l) == 0);
-    close(s);
-    return ntohs(a.sin_port);
+    int port = dw_testemu_free_port();
+    cr_assert_gt(port, 0, "no free port");
+    return port;
 }
 
 static void spawn(int which, const char *bin, const char *const *args)

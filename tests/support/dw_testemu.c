@@ -16,12 +16,14 @@
 #include <spawn.h>
 #include <stdarg.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 extern char **environ;
@@ -51,22 +53,47 @@ __attribute__((format(printf, 3, 4))) static void set_err(char *errstr, size_t e
     va_end(ap);
 }
 
-int dw_testemu_free_port(void)
+/* Can port be bound on the loopback now? */
+static bool port_bindable(int port)
 {
-    int port = 0;
     int s = socket(AF_INET, SOCK_STREAM, 0);
     if (s < 0)
-        return 0;
+        return false;
+    int one = 1;
+    setsockopt(s, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
     struct sockaddr_in a;
     memset(&a, 0, sizeof(a));
     a.sin_family = AF_INET;
     a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t l = sizeof(a);
-    if (bind(s, (struct sockaddr *)&a, sizeof(a)) == 0 &&
-        getsockname(s, (struct sockaddr *)&a, &l) == 0)
-        port = ntohs(a.sin_port);
+    a.sin_port = htons((uint16_t)port);
+    bool ok = bind(s, (struct sockaddr *)&a, sizeof(a)) == 0;
     close(s);
-    return port;
+    return ok;
+}
+
+/* A port below the kernel's ephemeral range: the port stays free between this call and the
+ * emulator's bind, since no outgoing connection and no bind to port 0 (the clients of the tests
+ * running beside) is given one there. */
+int dw_testemu_free_port(void)
+{
+    int lo = 32768;
+    FILE *f = fopen("/proc/sys/net/ipv4/ip_local_port_range", "r");
+    if (f) {
+        if (fscanf(f, "%d", &lo) != 1)
+            lo = 32768;
+        fclose(f);
+    }
+    if (lo <= 12000)
+        lo = 32768;
+    static unsigned seed;
+    if (!seed)
+        seed = (unsigned)getpid() * 2654435761u ^ (unsigned)time(NULL);
+    for (int i = 0; i < 200; i++) {
+        int port = 10000 + (int)(rand_r(&seed) % (unsigned)(lo - 10000));
+        if (port_bindable(port))
+            return port;
+    }
+    return 0;
 }
 
 /* The test's environment without the keys that extra sets, then extra; envp has EMU_ENV_MAX. */
