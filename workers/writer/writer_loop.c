@@ -334,6 +334,22 @@ static void commit_parts(wr_loop_t *loop, const size_t *idx, size_t n)
 
 /* ---------------------------------------------------------------- dead letters */
 
+/* A dead letter to produce again later (redo_dead_letters). */
+static void redo_push(wr_loop_t *loop, wr_item_t *item)
+{
+    if (loop->nredo == loop->capredo) {
+        size_t cap = loop->capredo ? loop->capredo * 2 : 16;
+        wr_item_t **n = realloc(loop->redo, cap * sizeof(*n));
+        if (!n) {
+            wr_fatal(loop, DW_ERR_NOMEM, "out of memory");
+            return;
+        }
+        loop->redo = n;
+        loop->capredo = cap;
+    }
+    loop->redo[loop->nredo++] = item;
+}
+
 static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *rkm, void *opaque)
 {
     (void)rk;
@@ -350,17 +366,7 @@ static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *rkm, void *opaque)
         DW_WARN(FAC, "dead letter of %s [%" PRId32 "] @%" PRId64 " not delivered: %s (again)",
                 wr_part_topic(item->part), wr_part_partition(item->part), item->offset,
                 rd_kafka_err2str(rkm->err));
-        if (loop->nredo == loop->capredo) {
-            size_t cap = loop->capredo ? loop->capredo * 2 : 16;
-            wr_item_t **n = realloc(loop->redo, cap * sizeof(*n));
-            if (!n) {
-                wr_fatal(loop, DW_ERR_NOMEM, "out of memory");
-                return;
-            }
-            loop->redo = n;
-            loop->capredo = cap;
-        }
-        loop->redo[loop->nredo++] = item;
+        redo_push(loop, item);
         return;
     }
     loop->counters.dead_lettered[wr_dlq_class_index(item->dlq_class)]++;
@@ -446,17 +452,7 @@ static void dead_letter(wr_loop_t *loop, wr_item_t *item, const char *cls)
             return;
         }
         DW_WARN(FAC, "%s (the dead letter is produced again later)", errstr);
-        if (loop->nredo == loop->capredo) {
-            size_t cap = loop->capredo ? loop->capredo * 2 : 16;
-            wr_item_t **n = realloc(loop->redo, cap * sizeof(*n));
-            if (!n) {
-                wr_fatal(loop, DW_ERR_NOMEM, "out of memory");
-                return;
-            }
-            loop->redo = n;
-            loop->capredo = cap;
-        }
-        loop->redo[loop->nredo++] = item;
+        redo_push(loop, item);
     }
 }
 
