@@ -696,21 +696,6 @@ static inline void fast_ws(fast_t *f)
         f->p++;
 }
 
-static int fast_hex4(const char *s)
-{
-    int v = 0;
-    for (int i = 0; i < 4; i++) {
-        char c = s[i];
-        int h = c >= '0' && c <= '9'   ? c - '0'
-                : c >= 'a' && c <= 'f' ? c - 'a' + 10
-                : c >= 'A' && c <= 'F' ? c - 'A' + 10
-                                       : -1;
-        if (h < 0)
-            return -1;
-        v = v << 4 | h;
-    }
-    return v;
-}
 
 /* A string literal at f->p (the opening quote): its bytes in *out (borrowed: the text or the
  * scratch buffer) and *n. false when it is not a string jansson accepts. */
@@ -810,7 +795,7 @@ static bool fast_string(fast_t *f, const char **out, size_t *n)
         }
         if (end - p < 4)
             return false;
-        int u = fast_hex4((const char *)p);
+        int u = (int)dw_json_hex4((const char *)p);
         p += 4;
         if (u <= 0) /* not hex, or \u0000 (jansson refuses it without JSON_ALLOW_NUL) */
             return false;
@@ -820,7 +805,7 @@ static bool fast_string(fast_t *f, const char **out, size_t *n)
         if (cp >= 0xd800 && cp <= 0xdbff) {
             if (end - p < 6 || p[0] != '\\' || p[1] != 'u')
                 return false;
-            int lo = fast_hex4((const char *)p + 2);
+            int lo = (int)dw_json_hex4((const char *)p + 2);
             if (lo < 0xdc00 || lo > 0xdfff)
                 return false;
             p += 6;

@@ -13,6 +13,7 @@
 #include <strings.h>
 
 #include "dw_buf.h"
+#include "dw_json.h"
 #include "dw_log.h"
 #include "dw_signal.h"
 #include "dw_target_int.h"
@@ -350,7 +351,7 @@ static bool fit_next(fit_t *f)
         return false;
     f->key = f->kbuf;
     if (kesc) {
-        if (!dw_tjson_unescape(f->kraw, f->klen, f->kbuf, sizeof(f->kbuf)))
+        if (!dw_json_unescape(f->kraw, f->klen, f->kbuf, sizeof(f->kbuf), NULL))
             f->kbuf[0] = '\0';
     } else if (f->klen < sizeof(f->kbuf)) {
         memcpy(f->kbuf, f->kraw, f->klen);
@@ -366,7 +367,7 @@ static const char *fit_str(const fit_t *f, char *buf, size_t size)
 {
     if (f->r->fields)
         return json_string_value(f->v);
-    if (f->vlen < 2 || f->vraw[0] != '"' || !dw_tjson_unescape(f->vraw + 1, f->vlen - 2, buf, size))
+    if (f->vlen < 2 || f->vraw[0] != '"' || !dw_json_unescape(f->vraw + 1, f->vlen - 2, buf, size, NULL))
         return NULL;
     return buf;
 }
@@ -439,7 +440,7 @@ static const char *bind_str(const dw_wrec_t *r, const tbinds_t *bs, size_t k, ch
     if (r->fields)
         return json_string_value(bs->b[k].v);
     if (bs->b[k].vlen < 2 || bs->b[k].vraw[0] != '"' ||
-        !dw_tjson_unescape(bs->b[k].vraw + 1, bs->b[k].vlen - 2, buf, size))
+        !dw_json_unescape(bs->b[k].vraw + 1, bs->b[k].vlen - 2, buf, size, NULL))
         return NULL;
     return buf;
 }

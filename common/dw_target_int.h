@@ -86,9 +86,6 @@ void dw_tobj_init(dw_tobj_t *it, const char *text, size_t len);
  * value as written. false after the last. */
 bool dw_tobj_next(dw_tobj_t *it, const char **key, size_t *klen, bool *kesc, const char **val,
                   size_t *vlen);
-/* The text of a JSON string's inside as written, raw[0..n), unescaped into out (NUL-terminated).
- * false when it does not fit in out_size bytes. */
-bool dw_tjson_unescape(const char *raw, size_t n, char *out, size_t out_size);
 
 /* The GUID inside the last parentheses of an entity id ("…/accounts(<guid>)") into out (37
  * bytes); false (out "") when there is none. */

@@ -16,6 +16,7 @@
 
 #include "dw_buf.h"
 #include "dw_http.h"
+#include "dw_json.h"
 
 /* ---- classification -------------------------------------------------------------------------- */
 
@@ -583,72 +584,3 @@ bool dw_tobj_next(dw_tobj_t *it, const char **key, size_t *klen, bool *kesc, con
     return true;
 }
 
-static int tobj_hex4(const char *p)
-{
-    int v = 0;
-    for (int i = 0; i < 4; i++) {
-        char c = p[i];
-        int h = c >= '0' && c <= '9'   ? c - '0'
-                : c >= 'a' && c <= 'f' ? c - 'a' + 10
-                : c >= 'A' && c <= 'F' ? c - 'A' + 10
-                                       : -1;
-        if (h < 0)
-            return -1;
-        v = v * 16 + h;
-    }
-    return v;
-}
-
-bool dw_tjson_unescape(const char *raw, size_t n, char *out, size_t out_size)
-{
-    size_t o = 0;
-    for (size_t i = 0; i < n;) {
-        char tmp[4];
-        size_t tl = 0;
-        if (raw[i] != '\\') {
-            tmp[tl++] = raw[i++];
-        } else if (i + 1 < n && raw[i + 1] != 'u') {
-            static const char from[] = "\"\\/bfnrt", to[] = "\"\\/\b\f\n\r\t";
-            const char *f = raw[i + 1] ? strchr(from, raw[i + 1]) : NULL;
-            if (!f)
-                return false;
-            tmp[tl++] = to[f - from];
-            i += 2;
-        } else {
-            long v = i + 6 <= n ? tobj_hex4(raw + i + 2) : -1;
-            if (v < 0)
-                return false;
-            i += 6;
-            if (v >= 0xd800 && v <= 0xdbff) {
-                long w = i + 6 <= n && raw[i] == '\\' ? tobj_hex4(raw + i + 2) : -1;
-                if (w < 0xdc00 || w > 0xdfff)
-                    return false;
-                v = 0x10000 + ((v - 0xd800) << 10) + (w - 0xdc00);
-                i += 6;
-            }
-            if (v < 0x80) {
-                tmp[tl++] = (char)v;
-            } else if (v < 0x800) {
-                tmp[tl++] = (char)(0xc0 | (v >> 6));
-                tmp[tl++] = (char)(0x80 | (v & 0x3f));
-            } else if (v < 0x10000) {
-                tmp[tl++] = (char)(0xe0 | (v >> 12));
-                tmp[tl++] = (char)(0x80 | ((v >> 6) & 0x3f));
-                tmp[tl++] = (char)(0x80 | (v & 0x3f));
-            } else {
-                tmp[tl++] = (char)(0xf0 | (v >> 18));
-                tmp[tl++] = (char)(0x80 | ((v >> 12) & 0x3f));
-                tmp[tl++] = (char)(0x80 | ((v >> 6) & 0x3f));
-                tmp[tl++] = (char)(0x80 | (v & 0x3f));
-            }
-        }
-        if (o + tl + 1 > out_size)
-            return false;
-        memcpy(out + o, tmp, tl);
-        o += tl;
-    }
-    if (o + 1 > out_size)
-        return false;
-    out[o] = '\0';
-    return true;
-}

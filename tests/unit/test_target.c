@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "dw_json.h"
 #include "dw_target.h"
 #include "dw_target_int.h"
 
@@ -497,11 +498,11 @@ Test(target, reads_the_members_of_an_object_text)
     cr_assert_eq(vl, strlen("\"x,}\\\"y\""));
     cr_assert_eq(strncmp(v, "\"x,}\\\"y\"", vl), 0);
     char out[64];
-    cr_assert(dw_tjson_unescape(v + 1, vl - 2, out, sizeof(out)));
+    cr_assert(dw_json_unescape(v + 1, vl - 2, out, sizeof(out), NULL));
     cr_assert_str_eq(out, "x,}\"y");
     cr_assert(dw_tobj_next(&it, &k, &kl, &kesc, &v, &vl));
     cr_assert(kesc);
-    cr_assert(dw_tjson_unescape(k, kl, out, sizeof(out)));
+    cr_assert(dw_json_unescape(k, kl, out, sizeof(out), NULL));
     cr_assert_str_eq(out, "b\xc3\xa9");
     cr_assert_eq(strncmp(v, "{\"c\":[1,{\"d\":\"]\"}]}", vl), 0);
     cr_assert_eq(vl, strlen("{\"c\":[1,{\"d\":\"]\"}]}"));
@@ -514,9 +515,9 @@ Test(target, reads_the_members_of_an_object_text)
     cr_assert_eq(strncmp(v, "null", vl), 0);
     cr_assert_not(dw_tobj_next(&it, &k, &kl, &kesc, &v, &vl));
     /* surrogate pairs, and what does not fit */
-    cr_assert(dw_tjson_unescape("\\ud83d\\ude00\\n", 14, out, sizeof(out)));
+    cr_assert(dw_json_unescape("\\ud83d\\ude00\\n", 14, out, sizeof(out), NULL));
     cr_assert_str_eq(out, "\xf0\x9f\x98\x80\n");
-    cr_assert_not(dw_tjson_unescape("abcdef", 6, out, 4));
+    cr_assert_not(dw_json_unescape("abcdef", 6, out, 4, NULL));
     dw_tobj_init(&it, "{}", 2);
     cr_assert_not(dw_tobj_next(&it, &k, &kl, &kesc, &v, &vl));
 }

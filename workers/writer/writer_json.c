@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "dw_json.h"
 #include "writer.h"
 
 #define WR_JSON_MAX_DEPTH 2048
@@ -52,29 +53,9 @@ static void ws(jscan_t *j)
         j->p++;
 }
 
-static int hexval(unsigned char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 static long hex4(const unsigned char *p, const unsigned char *e)
 {
-    if (e - p < 4)
-        return -1;
-    long v = 0;
-    for (int i = 0; i < 4; i++) {
-        int h = hexval(p[i]);
-        if (h < 0)
-            return -1;
-        v = v * 16 + h;
-    }
-    return v;
+    return e - p < 4 ? -1 : dw_json_hex4((const char *)p);
 }
 
 /* One UTF-8 sequence at p (not ASCII): its length, 0 when invalid. */
@@ -163,47 +144,12 @@ static bool scan_string(jscan_t *j, bool *esc)
     }
 }
 
-/* The unescaped bytes of a string's inside raw[0..n) (a checked string) into out (n bytes at
- * least). Returns the length. */
-static size_t unescape(const char *raw, size_t n, char *out)
+/* The unescaped bytes of a string's inside raw[0..n) (a checked string) into out (size bytes,
+ * room for them and a NUL). Returns the length. */
+static size_t unescape(const char *raw, size_t n, char *out, size_t size)
 {
-    size_t o = 0;
-    for (size_t i = 0; i < n;) {
-        if (raw[i] != '\\') {
-            out[o++] = raw[i++];
-            continue;
-        }
-        char x = raw[i + 1];
-        if (x != 'u') {
-            static const char from[] = "\"\\/bfnrt", to[] = "\"\\/\b\f\n\r\t";
-            out[o++] = to[strchr(from, x) - from];
-            i += 2;
-            continue;
-        }
-        long v = hex4((const unsigned char *)raw + i + 2, (const unsigned char *)raw + n);
-        i += 6;
-        if (v >= 0xd800 && v <= 0xdbff) {
-            long w = hex4((const unsigned char *)raw + i + 2, (const unsigned char *)raw + n);
-            v = 0x10000 + ((v - 0xd800) << 10) + (w - 0xdc00);
-            i += 6;
-        }
-        if (v < 0x80) {
-            out[o++] = (char)v;
-        } else if (v < 0x800) {
-            out[o++] = (char)(0xc0 | (v >> 6));
-            out[o++] = (char)(0x80 | (v & 0x3f));
-        } else if (v < 0x10000) {
-            out[o++] = (char)(0xe0 | (v >> 12));
-            out[o++] = (char)(0x80 | ((v >> 6) & 0x3f));
-            out[o++] = (char)(0x80 | (v & 0x3f));
-        } else {
-            out[o++] = (char)(0xf0 | (v >> 18));
-            out[o++] = (char)(0x80 | ((v >> 12) & 0x3f));
-            out[o++] = (char)(0x80 | ((v >> 6) & 0x3f));
-            out[o++] = (char)(0x80 | (v & 0x3f));
-        }
-    }
-    return o;
+    size_t len = 0;
+    return dw_json_unescape(raw, n, out, size, &len) ? len : 0;
 }
 
 static bool scan_number(jscan_t *j)
@@ -314,7 +260,7 @@ static bool scan_object(jscan_t *j, wr_jmember_t *want, size_t nwant, char *unkn
                 fail(j, "out of memory");
                 goto out;
             }
-            k.n = unescape(k.p, k.n, d);
+            k.n = unescape(k.p, k.n, d, k.n ? k.n : 1); /* escapes only shrink */
             k.p = d;
             k.own = true;
         }
@@ -499,7 +445,7 @@ bool wr_json_string(const wr_jspan_t *v, char *out, size_t *len)
 {
     if (!v->p || v->n < 2 || v->p[0] != '"')
         return false;
-    *len = unescape(v->p + 1, v->n - 2, out);
+    *len = unescape(v->p + 1, v->n - 2, out, v->n - 1);
     out[*len] = '\0';
     return true;
 }
