@@ -492,7 +492,11 @@ Test(writer_dv, outage_with_fail_dead_letters_after_the_budget)
 Test(writer_dv, kill_9_mid_stream_and_restart_loses_and_duplicates_nothing)
 {
     char code[16];
-    const char *extra[] = {"-X", "writer.batch_max=100", NULL};
+    /* one call of 100 at a time, each held 150 ms by the emulator: about 650 records/s,
+       so the kill lands mid-stream on any machine (the writer alone drains 3000 in well
+       under the 20 ms poll on a fast one) */
+    admin_post("/_admin/faults", "{\"latency_ms\":150}");
+    const char *extra[] = {"-X", "writer.batch_max=100", "-X", "writer.concurrency=1", NULL};
     start_writer(extra);
     for (int i = 0; i < 3000; i++) {
         snprintf(code, sizeof(code), "K%04d", i);
@@ -505,6 +509,7 @@ Test(writer_dv, kill_9_mid_stream_and_restart_loses_and_duplicates_nothing)
         dw_time_sleep_ms(20);
     cr_assert_lt(n, 3000, "the writer was too fast to be killed mid-stream (%ld)", n);
     stop_writer_kill();
+    admin_post("/_admin/faults", "{\"latency_ms\":0}");
     start_writer(extra);
     bool ok = wait_rows("kc", 3000, 25000);
     if (!ok)
