@@ -230,13 +230,16 @@ dw_err_t wr_ledger_fetch(dw_pg_t *pg, size_t n, const char *const *maps, const c
      * once per command, so the planner always takes the index. As a plain join it chose, when
      * the statistics still said "a few rows" (a drain's start, after a delete), a sequential
      * scan materialised and joined against every command of the batch: 3 to 9 s per batch over
-     * a table left large by deleted rows, until autoanalyze came by. */
+     * a table left large by deleted rows, until autoanalyze came by. The record id probe runs
+     * only for commands that carry one (deletes by row id): "u.rid IS NOT NULL" is a one-time
+     * filter of the subquery; without it a small dw_record_ids was read whole once per command
+     * (a sequential scan is the cheaper plan for a table of a few hundred rows, times 1000). */
     static const char sql[] =
         "SELECT u.n, l.canonical_key, l.fo_hash, l.dv_hash, l.fo_version::text,"
         " l.dv_version::text, l.fo_key::text, l.dv_key::text, l.dv_record_id::text"
         " FROM unnest($1::text[], $2::text[], $3::uuid[]) WITH ORDINALITY AS u(map, ck, rid, n)"
         " LEFT JOIN LATERAL (SELECT r.canonical_key FROM dw_record_ids r"
-        "  WHERE r.map = u.map AND r.record_id = u.rid LIMIT 1) r ON true"
+        "  WHERE u.rid IS NOT NULL AND r.map = u.map AND r.record_id = u.rid LIMIT 1) r ON true"
         " CROSS JOIN LATERAL (SELECT * FROM dw_ledger l"
         "  WHERE l.map = u.map AND l.canonical_key = COALESCE(r.canonical_key, u.ck) LIMIT 1) l";
     dw_err_t err = DW_OK;
