@@ -73,7 +73,7 @@ static long post(const char *path, const char *body, size_t len, const char *aut
 
 static void wait_ready(void)
 {
-    for (int i = 0; i < 200; i++) {
+    for (int i = 0; i < 600; i++) { /* 30 s: process start, Kafka and PostgreSQL */
         char out[256];
         if (post("/healthz", NULL, 0, NULL, out, sizeof(out)) == 200)
             return;

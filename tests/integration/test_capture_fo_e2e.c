@@ -138,7 +138,7 @@ static void start_capture(const char *bootstrap, bool create_topics)
     /* ready when /healthz answers */
     char url[128];
     snprintf(url, sizeof(url), "http://127.0.0.1:%d/healthz", cap_port);
-    for (int i = 0; i < 200; i++) {
+    for (int i = 0; i < 600; i++) { /* 30 s: process start, Kafka and PostgreSQL */
         dw_testemu_resp_t r;
         const char *noauth[] = {"Authorization:", NULL};
         dw_testemu_request(emu, &r, "GET", url, NULL, noauth);
@@ -366,7 +366,7 @@ static void teardown(void)
         unlink(cap_log);
 }
 
-TestSuite(capture_fo_e2e, .init = setup, .fini = teardown, .timeout = 60);
+TestSuite(capture_fo_e2e, .init = setup, .fini = teardown, .timeout = 150);
 
 Test(capture_fo_e2e, emulator_changes_reach_kafka_in_order_and_survive_a_kafka_outage)
 {
@@ -381,10 +381,10 @@ Test(capture_fo_e2e, emulator_changes_reach_kafka_in_order_and_survive_a_kafka_o
     group_update("E2", "b2");
     group_update("E1", "a3");
     group_delete("E2");
-    cr_assert_eq(wait_drained(10000), 0, "the outbox did not drain; see %s", cap_log);
+    cr_assert_eq(wait_drained(30000), 0, "the outbox did not drain; see %s", cap_log);
     recs_t rs;
     recs_open(&rs, topic);
-    recs_read(&rs, 6, 10000);
+    recs_read(&rs, 6, 20000);
     cr_assert_eq(rs.n, 6, "%zu records on %s", rs.n, topic);
     char h[512];
     key_history(&rs, "[\"usmf\",\"e1\"]", h, sizeof(h));
@@ -408,7 +408,7 @@ Test(capture_fo_e2e, emulator_changes_reach_kafka_in_order_and_survive_a_kafka_o
     group_delete("E1");
     bool refused = false;
     long long pending = -1;
-    for (int i = 0; i < 100 && !refused; i++) {
+    for (int i = 0; i < 300 && !refused; i++) {
         ep = endpoint_state();
         const char *le = json_string_value(json_object_get(ep, "last_error"));
         pending = ep_int(ep, "pending");
@@ -426,8 +426,8 @@ Test(capture_fo_e2e, emulator_changes_reach_kafka_in_order_and_survive_a_kafka_o
     /* 3. capture with the broker again: the outbox is redelivered, nothing lost, order kept */
     stop_capture(SIGTERM);
     start_capture(getenv("DW_KAFKA_BOOTSTRAP"), true);
-    cr_assert_eq(wait_drained(15000), 0, "the outbox was not redelivered; see %s", cap_log);
-    recs_read(&rs, 11, 10000);
+    cr_assert_eq(wait_drained(30000), 0, "the outbox was not redelivered; see %s", cap_log);
+    recs_read(&rs, 11, 20000);
     cr_assert_geq(rs.n, 11, "%zu records on %s", rs.n, topic);
     key_history(&rs, "[\"usmf\",\"e1\"]", h, sizeof(h));
     cr_assert_str_eq(h, "upsert:a1 upsert:a2 upsert:a3 upsert:a4 delete:-");

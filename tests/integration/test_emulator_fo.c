@@ -367,7 +367,7 @@ Test(emulator_fo, data_events_for_create_update_delete)
     req(&r, "DELETE", "CustomersV3(dataAreaId='usmf',CustomerAccount='E-1')", NULL, NULL);
     cr_assert_eq(r.status, 204);
     resp_free(&r);
-    cr_assert_eq(rx_wait(3, 5000), 3, "three events delivered");
+    cr_assert_eq(rx_wait(3, 20000), 3, "three events delivered");
     const char *msgs[] = {"Create", "Update", "Delete"};
     const char *id = NULL;
     for (int i = 0; i < 3; i++) {
@@ -418,7 +418,7 @@ Test(emulator_fo, data_events_for_create_update_delete)
     req(&r, "PATCH", "CDSSalesOrderHeaders(dataAreaId='usmf',SalesOrderNumber='SO-1')", "{\"RequestedShippingDate\":\"2026-03-01\"}", NULL);
     cr_assert_eq(r.status, 204, "%ld %s", r.status, r.body);
     resp_free(&r);
-    cr_assert_eq(rx_wait(5, 5000), 5);
+    cr_assert_eq(rx_wait(5, 20000), 5);
     cr_assert_null(attr(ev_target(rx.events[3]), "RequestedShippingDate"), "a null date is omitted");
     cr_assert(json_object_get(json_array_get(json_object_get(ev_target(rx.events[3]), "Attributes"), 0), "key"));
     cr_assert_str_eq(json_string_value(attr(ev_target(rx.events[4]), "RequestedShippingDate")), "2026-03-01");
@@ -442,11 +442,16 @@ Test(emulator_fo, receiver_down_loses_nothing_and_keeps_order)
         resp_free(&r);
     }
     make_customer("D-2", NULL, "10", 201);
-    usleep(600000);
+    /* the delivery is retried: wait (not a fixed 600 ms) until the receiver refused it twice */
+    int refused = 0;
+    for (int waited = 0; waited < 20000 && refused < 2; waited += 20) {
+        pthread_mutex_lock(&rx.mu);
+        refused = rx.refused;
+        pthread_mutex_unlock(&rx.mu);
+        if (refused < 2)
+            usleep(20000);
+    }
     cr_assert_eq(rx_wait(1, 0), 0, "nothing accepted while the receiver answers 503");
-    pthread_mutex_lock(&rx.mu);
-    int refused = rx.refused;
-    pthread_mutex_unlock(&rx.mu);
     cr_assert_geq(refused, 2, "the first event is retried (%d attempts)", refused);
     json_t *st = admin_events();
     json_t *ep = json_array_get(json_object_get(st, "endpoints"), 0);
@@ -455,7 +460,7 @@ Test(emulator_fo, receiver_down_loses_nothing_and_keeps_order)
     cr_assert_str_eq(json_string_value(json_object_get(ep, "last_error")), "HTTP 503");
     json_decref(st);
     rx_set_fail(0);
-    int got6 = rx_wait(6, 5000);
+    int got6 = rx_wait(6, 20000);
     cr_assert_eq(got6, 6, "all six delivered after recovery (got %d, refused %d)", got6, rx.refused);
     usleep(200000);
     cr_assert_eq(rx_wait(7, 0), 6, "no duplicates");
@@ -506,7 +511,7 @@ Test(emulator_fo, failed_writes_produce_no_event)
     cr_assert_str_eq(PQgetvalue(res, 0, 0), PQgetvalue(res, 0, 1));
     PQclear(res);
     PQfinish(c);
-    cr_assert_eq(rx_wait(1, 5000), 1);
+    cr_assert_eq(rx_wait(1, 20000), 1);
     usleep(200000);
     cr_assert_eq(rx_wait(2, 0), 1, "exactly one event delivered");
 }

@@ -157,7 +157,7 @@ Test(emulator_fo_batch, change_set_commits_rows_and_events_together)
     cr_assert_eq(get_status("CS-2"), 200);
     /* 2 creates + 1 update, in the change set's transaction, delivered in commit order */
     cr_assert_eq(outbox_rows(), 3);
-    cr_assert_eq(rx_wait(3, 5000), 3, "the change set's events are delivered after the commit");
+    cr_assert_eq(rx_wait(3, 20000), 3, "the change set's events are delivered after the commit");
     pthread_mutex_lock(&rx.mu);
     const char *m0 = json_string_value(json_object_get(rx.events[0], "MessageName"));
     const char *m2 = json_string_value(json_object_get(rx.events[2], "MessageName"));
@@ -196,7 +196,7 @@ Test(emulator_fo_batch, failed_change_set_leaves_no_row_and_no_event)
     req(&r, "POST", "CustomersV3", customer_json(j, sizeof(j), "RB-0", "No"), NULL);
     cr_assert_eq(r.status, 201, "%ld %s", r.status, r.body);
     resp_free(&r);
-    cr_assert_eq(rx_wait(1, 5000), 1);
+    cr_assert_eq(rx_wait(1, 20000), 1);
     body[0] = '\0';
     add_raw(body, sizeof(body), "--batch_fo1\r\nContent-Type: multipart/mixed; boundary=changeset_c\r\n\r\n");
     add_part(body, sizeof(body), "changeset_c", "1", "PATCH", "CustomersV3(dataAreaId='usmf',CustomerAccount='RB-0')",
@@ -219,7 +219,7 @@ Test(emulator_fo_batch, failed_change_set_leaves_no_row_and_no_event)
     req(&r, "POST", "CustomersV3", customer_json(j, sizeof(j), "RB-4", "No"), NULL);
     cr_assert_eq(r.status, 201, "%ld %s", r.status, r.body);
     resp_free(&r);
-    cr_assert_eq(rx_wait(2, 5000), 2);
+    cr_assert_eq(rx_wait(2, 20000), 2);
     usleep(200000);
     cr_assert_eq(rx_wait(3, 0), 2, "exactly the committed changes were delivered");
     pthread_mutex_lock(&rx.mu);

@@ -85,7 +85,9 @@ Test(emulator_limits, concurrent_requests_over_the_limit_get_429_0x80072326)
 {
     start_emulator("dv", "off");
     admin("/_admin/limits", "{\"spec\":\"0/60,2\"}"); /* no request or time limit, 2 concurrent */
-    admin("/_admin/faults", "{\"latency_ms\":600}");  /* every request stays in flight 600 ms */
+    /* every request stays in flight 2 s: time enough, on a loaded machine, for all five to
+     * arrive while the first two are in flight */
+    admin("/_admin/faults", "{\"latency_ms\":2000}");
     resp_t rs[NPAR];
     CURL *h[NPAR];
     struct curl_slist *hl = NULL;
@@ -129,7 +131,7 @@ Test(emulator_limits, concurrent_requests_over_the_limit_get_429_0x80072326)
     }
     curl_multi_cleanup(m);
     curl_slist_free_all(hl);
-    /* the first two are admitted; the others arrive while both are in flight (600 ms) */
+    /* the first two are admitted; the others arrive while both are in flight (2 s) */
     cr_assert(ok >= 2 && limited >= 1, "%d ok, %d limited", ok, limited);
     /* once they finished, requests are admitted again */
     admin("/_admin/faults", "{\"latency_ms\":0}");

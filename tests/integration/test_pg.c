@@ -451,7 +451,7 @@ Test(pg, migration_that_commits_by_itself_is_reported)
 /* The child side of a concurrent migration: connect, wait for the barrier to open, migrate, exit
  * with the number applied (200 + the error code on failure). It never returns, never touches the
  * parent's connections and calls no cr_assert: Criterion's reporting socket belongs to the parent. */
-static void migrate_child(int barrier_rd, const char *dir)
+static void migrate_child(int barrier_rd, int ready_wr, const char *dir)
 {
     char cerr[1024] = "";
     int applied = -1;
@@ -462,6 +462,9 @@ static void migrate_child(int barrier_rd, const char *dir)
         fprintf(stderr, "child: %s\n", cerr);
         _exit(250);
     }
+    if (write(ready_wr, "r", 1) != 1) /* connected: tell the parent */
+        _exit(252);
+    close(ready_wr);
     if (read(barrier_rd, &c, 1) != 0) /* EOF: the parent released both at once */
         _exit(251);
     dw_err_t e = dw_pg_migrate(mine, dir, &applied, cerr, sizeof(cerr));
@@ -477,19 +480,32 @@ static void migrate_child(int barrier_rd, const char *dir)
  * they applied and sets *zero to how many applied nothing. */
 static int migrate_concurrently(const char *dir, int *zero)
 {
-    int barrier[2], total = 0;
+    int barrier[2], ready[2], total = 0;
     pid_t kids[2];
     cr_assert_eq(pipe(barrier), 0);
+    cr_assert_eq(pipe(ready), 0);
     for (int k = 0; k < 2; k++) {
         kids[k] = fork();
         if (kids[k] == 0) {
             close(barrier[1]);
-            migrate_child(barrier[0], dir);
+            close(ready[0]);
+            migrate_child(barrier[0], ready[1], dir);
         }
         cr_assert_geq(kids[k], 0, "fork failed");
     }
     close(barrier[0]);
-    usleep(300 * 1000); /* both connected and blocked on the barrier */
+    close(ready[1]);
+    /* both connected and blocked on the barrier (each says so, however slow the machine: a fixed
+     * pause could open the barrier before one had connected, and the migrations not overlap) */
+    char got[2];
+    size_t nready = 0;
+    while (nready < 2) {
+        ssize_t rd = read(ready[0], got, 2 - nready);
+        if (rd <= 0)
+            break; /* a child failed before connecting: its exit code tells */
+        nready += (size_t)rd;
+    }
+    close(ready[0]);
     close(barrier[1]);
     *zero = 0;
     for (int k = 0; k < 2; k++) {

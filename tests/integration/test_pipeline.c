@@ -267,7 +267,7 @@ Test(pipeline, changes_flow_both_ways_and_each_is_written_once)
     wait_value(fo, fo_row, "Name", "Euro", 5, fo_etag, sizeof(fo_etag));
     wait_value(dv, dv_row, "currencyname", "Euro", 60, dv_etag, sizeof(dv_etag));
     /* the Dataverse write comes back through change tracking: the F&O writer drops it */
-    for (int i = 0; i < 150 && counter(P_WRITER_FO, "echo_dropped") < 1; i++) {
+    for (int i = 0; i < 600 && counter(P_WRITER_FO, "echo_dropped") < 1; i++) {
         keep_running();
         usleep(100000);
     }
@@ -282,7 +282,7 @@ Test(pipeline, changes_flow_both_ways_and_each_is_written_once)
     wait_value(dv, dv_row, "currencyname", "Euro (EU)", 5, dv_etag, sizeof(dv_etag));
     wait_value(fo, fo_row, "Name", "Euro (EU)", 60, fo_etag, sizeof(fo_etag));
     /* the F&O write comes back as a data event: the Dataverse writer drops it */
-    for (int i = 0; i < 150 && counter(P_WRITER_DV, "echo_dropped") < 1; i++) {
+    for (int i = 0; i < 600 && counter(P_WRITER_DV, "echo_dropped") < 1; i++) {
         keep_running();
         usleep(100000);
     }

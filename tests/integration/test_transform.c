@@ -604,7 +604,7 @@ Test(transform_it, three_workers_rebalance_under_load_and_every_event_has_one_co
     reader_read(&r, (size_t)n, 60000, 2000);
     assert_exactly_once(&r, n);
     reader_close(&r);
-    wait_log("w3", "assigned", 10000);
+    wait_log("w3", "assigned", 30000);
     cr_assert_eq(stop_worker(2), 0);
     cr_assert_eq(stop_worker(1), 0);
     cr_assert_eq(stop_worker(0), 0);
@@ -685,7 +685,7 @@ Test(transform_it, starts_on_a_fresh_map_by_creating_its_missing_topics)
     extra_arg = "topics.partitions=2";
     start_worker(0, "a", 100, 50);
     wait_log("a", "missing topic(s) of 6", 20000);
-    wait_log("a", "subscribed", 10000);
+    wait_log("a", "subscribed", 30000);
     char errstr[512], topic[DW_KAFKA_TOPIC_MAX + 1];
     for (int k = 0; k < DW_KAFKA_TOPIC__COUNT; k++) {
         int parts = 0;
@@ -761,7 +761,9 @@ Test(transform_it, a_worker_of_an_older_group_generation_cannot_commit_and_nothi
     const int n = 3000;
     create_topics(2);
     /* A keeps its transaction open for seconds, so it is stopped in the middle of one */
-    pid_t a = start_worker(0, "a", 100000, 4000);
+    /* (10 s: SIGSTOP comes 1.2 s after the events are flushed, and must come before A commits
+     * even on a loaded machine) */
+    pid_t a = start_worker(0, "a", 100000, 10000);
     wait_log("a", "assigned 4 partition(s)", 15000);
     for (int i = 0; i < n / 3; i++)
         produce_event(i, i % 2);

@@ -307,7 +307,7 @@ Test(writer_retry, a_429_storm_sends_no_request_before_retry_after, .init = setu
     start_writer(extra);
     /* done when every offset is committed: watched on the broker, since a request of the test
      * (same client as the writer) would itself count as early while the writer is throttled */
-    bool ok = wait_committed(300, 28000);
+    bool ok = wait_committed(300, 60000);
     if (!ok)
         dump_log();
     cr_assert(ok, "every command done");
@@ -319,11 +319,13 @@ Test(writer_retry, a_429_storm_sends_no_request_before_retry_after, .init = setu
     free(dump);
     json_decref(t);
     cr_assert_geq(throttled, 3, "the emulator answered 429s (%lld)", (long long)throttled);
+    if (early)
+        dump_log();
     cr_assert_eq(early, 0,
                  "the writer sent %lld request(s) before a Retry-After it was answered elapsed",
                  (long long)early);
     admin_post("/_admin/limits", "{\"spec\":\"off\"}"); /* the test's own reads */
-    cr_assert(wait_rows("rs", 300, 5000), "every row present");
+    cr_assert(wait_rows("rs", 300, TIMEOUT_MS), "every row present");
     cr_assert_eq(dead_letters(1500), 0, "nothing dead-lettered");
     cr_assert_eq(stop_writer(), 0);
     cr_assert_gt(dw_testwriter_log_counter(&w, "throttled"), 0, "the writer saw the throttling");
@@ -331,6 +333,17 @@ Test(writer_retry, a_429_storm_sends_no_request_before_retry_after, .init = setu
 }
 
 /* ---------------------------------------------------------------- per-key order */
+
+/* /_admin/state's failed_writes: the writes answered with an injected failure so far. */
+static long long failed_writes(void)
+{
+    long st = 0;
+    json_t *s = dw_testemu_admin_get(emu, "/_admin/state", ADMIN, &st);
+    cr_assert_not_null(s, "/_admin/state: %ld", st);
+    long long n = (long long)json_integer_value(json_object_get(s, "failed_writes"));
+    json_decref(s);
+    return n;
+}
 
 #define NKEYS   6
 #define NVERS   4
@@ -362,6 +375,16 @@ Test(writer_retry, per_key_order_holds_under_retries, .init = setup_fo)
     char code[16], name[64];
     int others = 0;
     for (int v = 1; v <= NVERS; v++) {
+        /* wave 3's failures are armed only once wave 1's have happened: the admin call sets the
+         * count (it does not add to it), and a writer slow to join its group would otherwise
+         * not have taken wave 1's yet and see 3 failures instead of 6 */
+        if (v == 3) {
+            int64_t deadline = dw_time_mono_ms() + TIMEOUT_MS;
+            long long fw = 0;
+            while ((fw = failed_writes()) < 3 && dw_time_mono_ms() < deadline)
+                dw_time_sleep_ms(50);
+            cr_assert_eq(fw, 3, "wave 1's injected failures happened (%lld)", fw);
+        }
         if (v == 1 || v == 3)
             admin_post("/_admin/faults", "{\"fail_writes\":{\"count\":3,\"status\":503}}");
         for (int k = 0; k < NKEYS; k++) {
@@ -382,8 +405,8 @@ Test(writer_retry, per_key_order_holds_under_retries, .init = setup_fo)
     if (!ok)
         dump_log();
     cr_assert(ok, "every command done");
-    cr_assert(wait_rows("ko", NKEYS, 5000));
-    cr_assert(wait_rows("ot", NOTHERS, 5000));
+    cr_assert(wait_rows("ko", NKEYS, TIMEOUT_MS));
+    cr_assert(wait_rows("ot", NOTHERS, TIMEOUT_MS));
     /* final content: the newest version of every key (row and ledger) */
     for (int k = 0; k < NKEYS; k++) {
         char want[64], got[64], ver[64];
@@ -406,7 +429,7 @@ Test(writer_retry, per_key_order_holds_under_retries, .init = setup_fo)
     int events = (int)json_integer_value(json_object_get(s, "last_seq"));
     json_decref(s);
     cr_assert_gt(events, 0);
-    int n = dw_testreceiver_wait(&rx, events, 10000);
+    int n = dw_testreceiver_wait(&rx, events, TIMEOUT_MS);
     cr_assert_eq(n, events, "events delivered: %d of %d", n, events);
     int last[NKEYS] = {0}, writes[NKEYS] = {0};
     int first_ok[NKEYS];  /* event index of the key's first write */
@@ -652,7 +675,7 @@ Test(writer_outage, a_60_s_outage_with_queue_loses_nothing_and_resumes)
     if (!ok)
         dump_log();
     cr_assert(ok, "every row present after the outage");
-    cr_assert(wait_committed(n, 10000));
+    cr_assert(wait_committed(n, TIMEOUT_MS));
     cr_assert_eq(dw_testwriter_ledger_rows(map), n);
     cr_assert_eq(dead_letters(1500), 0, "nothing dead-lettered");
     cr_assert(dw_testwriter_running(&w), "the same writer process resumed by itself");

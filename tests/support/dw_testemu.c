@@ -30,7 +30,7 @@ extern char **environ;
 
 #define EMU_ARGS_MAX 64
 #define EMU_ENV_MAX 512
-#define EMU_READY_TRIES 200 /* of 50 ms: 10 s */
+#define EMU_READY_TRIES 600 /* of 50 ms: 30 s (a loaded machine, PostgreSQL schema setup) */
 #define EMU_STOP_TRIES 200  /* of 50 ms: 10 s */
 
 struct dw_testemu_s {
