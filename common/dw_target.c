@@ -83,7 +83,8 @@ struct dw_target_s {
 static void note_retry_after(dw_target_t *t, long status, long retry_after_ms)
 {
     if ((status == 429 || status == 503) && retry_after_ms >= 0) {
-        int64_t nb = dw_time_mono_ms() + retry_after_ms;
+        /* +1: the clock reads whole milliseconds, rounded down (see the writer's hold) */
+        int64_t nb = dw_time_mono_ms() + retry_after_ms + 1;
         if (nb > t->not_before_ms) {
             t->not_before_ms = nb;
             t->held_status = status;

@@ -704,8 +704,10 @@ static void record_failure(wr_loop_t *loop, wr_item_t *it, const dw_wrec_t *r, b
     snprintf(f->message, sizeof(f->message), "%s", r->message);
     it->attempts++;
     if (r->cls == DW_WCLASS_TRANSIENT && r->retry_after_ms > 0) {
-        /* the target asked the client to wait: no request at all before then */
-        int64_t until = dw_time_mono_ms() + r->retry_after_ms;
+        /* the target asked the client to wait: no request at all before then (+1: the clock
+         * reads whole milliseconds, rounded down, and the target's wait began before the
+         * answer arrived; without it a retry could leave up to a millisecond early) */
+        int64_t until = dw_time_mono_ms() + r->retry_after_ms + 1;
         if (until > loop->hold_until_ms)
             loop->hold_until_ms = until;
     }
