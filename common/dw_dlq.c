@@ -15,8 +15,21 @@ void dw_dlq_format_ts(int64_t ms, char *buf, size_t size)
     time_t secs = (time_t)(ms / 1000);
     struct tm tm;
     gmtime_r(&secs, &tm);
-    snprintf(buf, size, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
-             tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(ms % 1000));
+    /* strftime, then ".mmmZ" by hand: snprintf's "%03d" after it made gcc's format-truncation
+     * check fail in optimised builds */
+    size_t l = size > 5 ? strftime(buf, size - 5, "%Y-%m-%dT%H:%M:%S", &tm) : 0;
+    if (l == 0) {
+        if (size)
+            buf[0] = '\0';
+        return;
+    }
+    int m = (int)((ms % 1000 + 1000) % 1000);
+    buf[l] = '.';
+    buf[l + 1] = (char)('0' + m / 100);
+    buf[l + 2] = (char)('0' + m / 10 % 10);
+    buf[l + 3] = (char)('0' + m % 10);
+    buf[l + 4] = 'Z';
+    buf[l + 5] = '\0';
 }
 
 static bool hdr_string(const rd_kafka_headers_t *h, const char *name, char *buf, size_t size)

@@ -53,7 +53,10 @@ static dw_err_t env_fail(dw_envelope_error_t *err, dw_envelope_reason_t reason, 
     if (!err)
         return reason == DW_ENVELOPE_INVALID ? DW_ERR_INVALID_ARG : DW_ERR_PARSE;
     err->reason = reason;
-    snprintf(err->field, sizeof(err->field), "%s", field ? field : "");
+    size_t fl = field ? strnlen(field, sizeof(err->field) - 1) : 0; /* cut, on purpose */
+    if (fl)
+        memcpy(err->field, field, fl);
+    err->field[fl] = '\0';
     if (err->field[0])
         snprintf(err->message, sizeof(err->message), "%.63s: %.180s", err->field, msg);
     else

@@ -333,7 +333,7 @@ dw_err_t emu_batch_parse(const char *content_type, const char *body, size_t len,
             break;
         const span_t *ct = hdr_get(&mh, "Content-Type");
         if (ct && ci_prefix(ct->p, ct->n, "application/http")) {
-            emu_batch_part_t *slot;
+            emu_batch_part_t *slot = NULL;
             if (out->nparts >= max_requests) {
                 err = too_many(max_requests, errstr, n);
                 break;
@@ -368,7 +368,7 @@ dw_err_t emu_batch_parse(const char *content_type, const char *body, size_t len,
                     err = too_many(max_requests, errstr, n);
                     break;
                 }
-                emu_batch_part_t *slot;
+                emu_batch_part_t *slot = NULL;
                 err = add_part(out, &cap, &slot, errstr, n);
                 if (!err)
                     err = parse_request(&ch, q, qe, idx, slot, errstr, n);
