@@ -104,6 +104,32 @@ int dw_bench_stop(pid_t *pid, struct rusage *ru)
     return w < 0 ? -1 : exit_code(st);
 }
 
+int dw_bench_proc_cpu(pid_t pid, unsigned long long *ticks, unsigned long long *start, char *comm)
+{
+    char path[64], buf[1024];
+    snprintf(path, sizeof(path), "/proc/%ld/stat", (long)pid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return -1;
+    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    /* "pid (comm) state ...": comm may hold spaces and parentheses, so fields are counted from
+     * the last ')'; utime and stime are fields 14 and 15, starttime 22 */
+    char *open = strchr(buf, '('), *close = strrchr(buf, ')');
+    unsigned long long ut, st;
+    if (!open || !close || close < open ||
+        sscanf(
+            close + 1,
+            " %*s %*s %*s %*s %*s %*s %*s %*s %*s %*s %*s %llu %llu %*s %*s %*s %*s %*s %*s %llu",
+            &ut, &st, start) != 3)
+        return -1;
+    *ticks = ut + st;
+    if (comm)
+        snprintf(comm, 16, "%.*s", (int)(close - open - 1), open + 1);
+    return 0;
+}
+
 static size_t sink_cb(char *p, size_t s, size_t n, void *ud)
 {
     (void)p;

@@ -1,8 +1,8 @@
 /*
  * dw_bench: what the benchmark binaries share: --help and --version like every dwfleet binary,
  * a monotonic clock, child processes (dw-emulator, the workers) started with their output in a
- * log file, small blocking HTTP calls against an emulator, and the Customers V3 event every
- * Kafka benchmark feeds.
+ * log file, a process's CPU time from /proc, small blocking HTTP calls against an emulator, and
+ * the Customers V3 event every Kafka benchmark feeds.
  */
 #ifndef DW_BENCH_H
 #define DW_BENCH_H
@@ -33,6 +33,10 @@ int dw_bench_run_wait(const char *bin_dir, const char *bin, const char *const *a
 /* SIGTERM *pid, wait for it, fill ru (may be NULL) with its resource usage (ru_maxrss: peak
  * RSS in KiB), set *pid to -1. Returns the exit code (128 + signal), -1 when none ran. */
 int dw_bench_stop(pid_t *pid, struct rusage *ru);
+/* Any process's CPU so far, from /proc/<pid>/stat: *ticks = utime + stime and *start = its
+ * starttime (a reused pid has another), both in clock ticks (sysconf(_SC_CLK_TCK)); comm: NULL, or
+ * 16 bytes receiving the command name. 0, or -1 when pid is gone or unreadable. */
+int dw_bench_proc_cpu(pid_t pid, unsigned long long *ticks, unsigned long long *start, char *comm);
 
 /* One blocking request on c (kept alive for the next one). body: JSON, or a form when it starts
  * with "client_id". token: bearer token or NULL. out: NULL, or 8 KiB receiving the body

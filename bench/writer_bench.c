@@ -17,11 +17,21 @@
  *     writer's last counters line; with
  *     limits, the allowance (requests per second the limit grants x the records per request the
  *     writer sends: writer.chunk_max, which the bench passes explicitly, capped by
- *     writer.batch_max) and the ratio to it.
+ *     writer.batch_max) and the ratio to it;
+ *  5. and, every process the drain keeps busy counting on a machine of few cores, the CPU seconds
+ *     (per 100,000 records) from writer start to the end of the drain of: the PostgreSQL backends
+ *     serving the writer (its ledger) and the emulator, from /proc/<pid>/stat (utime + stime),
+ *     told from other clients' by their client port being one of the children's sockets, looked
+ *     for every second (backends_sample); the broker, the java whose pid scripts/services.sh
+ *     keeps in .state/kafka/kafka.pid (shared: others' traffic counts too); and the total of
+ *     these and the writer's and emulator's, with the ceiling it implies (online cores x 100,000
+ *     / CPU s per 100,000 records) next to the measured rate. PostgreSQL's background processes
+ *     (WAL writer, checkpointer, autovacuum) and the bench itself are not counted.
  * Not a test: numbers only. Topics and the emulator schema are removed at the end.
  *
  *   build/bin/writer_bench [COMMANDS (1000000)] [LIMITS (off)] [PARTITIONS (6)]
  */
+#include <dirent.h>
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
@@ -246,6 +256,186 @@ static void last_counters(const char *path)
         printf("  writer %s", last);
 }
 
+/* ---- CPU outside the two children: their PostgreSQL backends and the broker --------------------
+ */
+
+/* The local ports of pid's TCP sockets (IPv4 and IPv6) whose remote port is rport, or of its
+ * listening sockets when rport is 0; at most max. How many, or -1 when pid's fds are unreadable. */
+static int tcp_ports(pid_t pid, int rport, int *ports, int max)
+{
+    static const char *const tables[] = {"tcp", "tcp6"};
+    unsigned long inodes[2048];
+    char path[64], fd[320], link[64], line[512];
+    int ni = 0, n = 0;
+    snprintf(path, sizeof(path), "/proc/%ld/fd", (long)pid);
+    DIR *d = opendir(path);
+    if (!d)
+        return -1;
+    struct dirent *e;
+    while ((e = readdir(d)) && ni < (int)(sizeof(inodes) / sizeof(inodes[0]))) {
+        snprintf(fd, sizeof(fd), "%s/%.255s", path, e->d_name);
+        ssize_t l = readlink(fd, link, sizeof(link) - 1);
+        if (l <= 0)
+            continue;
+        link[l] = '\0';
+        if (sscanf(link, "socket:[%lu]", &inodes[ni]) == 1)
+            ni++;
+    }
+    closedir(d);
+    for (size_t t = 0; t < sizeof(tables) / sizeof(tables[0]); t++) {
+        snprintf(path, sizeof(path), "/proc/%ld/net/%s", (long)pid, tables[t]);
+        FILE *f = fopen(path, "r");
+        if (!f)
+            continue;
+        /* "sl local_address rem_address st tx:rx tr:when retrnsmt uid timeout inode ..." */
+        while (fgets(line, sizeof(line), f) && n < max) {
+            unsigned lport, rp, st;
+            unsigned long ino;
+            if (sscanf(line,
+                       " %*[0-9]: %*[0-9A-Fa-f]:%x %*[0-9A-Fa-f]:%x %x %*s %*s %*s %*s %*s %lu",
+                       &lport, &rp, &st, &ino) != 4)
+                continue;
+            if (rport ? (int)rp != rport || st == 0x0A : st != 0x0A) /* 0x0A: TCP_LISTEN */
+                continue;
+            for (int i = 0; i < ni; i++)
+                if (inodes[i] == ino) {
+                    ports[n++] = (int)lport;
+                    break;
+                }
+        }
+        fclose(f);
+    }
+    return n;
+}
+
+static int has_port(const int *ports, int n, int port)
+{
+    for (int i = 0; i < n; i++)
+        if (ports[i] == port)
+            return 1;
+    return 0;
+}
+
+/* A PostgreSQL backend seen serving the writer or the emulator. */
+typedef struct {
+    pid_t pid;
+    unsigned long long start; /* its starttime: the same pid later is another process */
+    unsigned long long base;  /* utime + stime when the window opened (0: born in it) */
+    unsigned long long last;  /* utime + stime at the last reading */
+    int emu;                  /* 1: the emulator's, 0: the writer's */
+} backend_t;
+
+#define BACKENDS_MAX 512
+static backend_t backends[BACKENDS_MAX];
+static int n_backends, backends_dropped;
+
+/* Read every backend seen so far again, while it still runs (a backend that exited keeps its
+ * last reading). */
+static void backends_refresh(void)
+{
+    for (int i = 0; i < n_backends; i++) {
+        unsigned long long ticks, start;
+        char comm[16];
+        if (dw_bench_proc_cpu(backends[i].pid, &ticks, &start, comm) == 0 &&
+            start == backends[i].start && strcmp(comm, "postgres") == 0)
+            backends[i].last = ticks;
+    }
+}
+
+/* One look at the backends serving wr and emu (-1: not running) through mon, a connection of the
+ * bench's own. A backend is theirs when its client_port in pg_stat_activity is the local port of
+ * one of their sockets to the server's port pg_port: on one host the client-side ports of live
+ * connections to one server address are unique, so this is exact even while other tests run
+ * writers and emulators against the same cluster. The application_name is not used: a DSN may
+ * set its own, and every emulator and writer on the machine shares it. Backends already open when
+ * the window opens (baseline 1) count from their CPU then; later ones from their birth. A
+ * backend that lives less than the one second between two looks is missed. */
+static void backends_sample(PGconn *mon, int pg_port, pid_t wr, pid_t emu, int baseline)
+{
+    int wports[256], eports[256], nw = 0, ne = 0;
+    if (wr > 0)
+        nw = tcp_ports(wr, pg_port, wports, 256);
+    if (emu > 0)
+        ne = tcp_ports(emu, pg_port, eports, 256);
+    PGresult *r = PQexecParams(mon,
+                               "SELECT pid, client_port FROM pg_stat_activity "
+                               "WHERE backend_type = 'client backend' AND client_port > 0",
+                               0, NULL, NULL, NULL, NULL, 0);
+    for (int i = 0; PQresultStatus(r) == PGRES_TUPLES_OK && i < PQntuples(r); i++) {
+        pid_t pid = (pid_t)atol(PQgetvalue(r, i, 0));
+        int port = atoi(PQgetvalue(r, i, 1));
+        int emu_s = has_port(eports, ne, port);
+        if (!emu_s && !has_port(wports, nw, port))
+            continue;
+        unsigned long long ticks, start;
+        char comm[16];
+        if (dw_bench_proc_cpu(pid, &ticks, &start, comm) || strcmp(comm, "postgres") != 0)
+            continue;
+        int k = 0;
+        while (k < n_backends && !(backends[k].pid == pid && backends[k].start == start))
+            k++;
+        if (k == n_backends) {
+            if (n_backends == BACKENDS_MAX) {
+                backends_dropped++;
+                continue;
+            }
+            backends[k] = (backend_t){pid, start, baseline ? ticks : 0, ticks, emu_s};
+            n_backends++;
+        }
+    }
+    PQclear(r);
+    backends_refresh();
+}
+
+/* CPU seconds of the writer's (emu 0) or the emulator's (emu 1) backends in the window; *count:
+ * how many, *before: how many were open when it opened. */
+static double backends_cpu(int emu, int *count, int *before)
+{
+    unsigned long long ticks = 0;
+    *count = *before = 0;
+    for (int i = 0; i < n_backends; i++)
+        if (backends[i].emu == emu) {
+            ticks += backends[i].last - backends[i].base;
+            (*count)++;
+            *before += backends[i].base > 0;
+        }
+    return (double)ticks / (double)sysconf(_SC_CLK_TCK);
+}
+
+/* The broker scripts/services.sh started: the pid in $DW_SERVICES_STATE_DIR (default .state/ of
+ * the source tree)/kafka/kafka.pid, when that process is a java that listens on the port of
+ * bootstrap (the first server). The pid, or -1 with why (size bytes) saying what is missing. */
+static pid_t broker_pid(const char *bootstrap, char *why, size_t size)
+{
+    const char *state = getenv("DW_SERVICES_STATE_DIR");
+    char path[600], server[256], comm[16];
+    snprintf(path, sizeof(path), "%s/kafka/kafka.pid", state ? state : DW_SOURCE_DIR "/.state");
+    snprintf(server, sizeof(server), "%s", bootstrap);
+    server[strcspn(server, ",")] = '\0';
+    const char *colon = strrchr(server, ':');
+    int bport = colon ? atoi(colon + 1) : 0;
+    long pid = -1;
+    unsigned long long ticks, start;
+    int ports[256], n;
+    FILE *f = fopen(path, "r");
+    if (!f || fscanf(f, "%ld", &pid) != 1 || pid <= 0) {
+        snprintf(why, size, "no pid in %s", path);
+        pid = -1;
+    } else if (dw_bench_proc_cpu((pid_t)pid, &ticks, &start, comm)) {
+        snprintf(why, size, "pid %ld from %s does not run", pid, path);
+        pid = -1;
+    } else if (strcmp(comm, "java") != 0) {
+        snprintf(why, size, "pid %ld from %s is %s, not java", pid, path, comm);
+        pid = -1;
+    } else if ((n = tcp_ports((pid_t)pid, 0, ports, 256)) < 0 || !has_port(ports, n, bport)) {
+        snprintf(why, size, "java pid %ld from %s does not listen on %s", pid, path, server);
+        pid = -1;
+    }
+    if (f)
+        fclose(f);
+    return (pid_t)pid;
+}
+
 /* Requests per second a limit spec grants: "microsoft" = 6000/300; "R/W[,...]"; 0 when off. */
 static double allowance_rps(const char *spec)
 {
@@ -372,6 +562,36 @@ int main(int argc, char **argv)
                            "-X",
                            a_chunk,
                            NULL};
+    /* CPU outside the two children, from here to the end of the drain: the PostgreSQL backends
+     * serving them (looked for through a connection of the bench's own, only when the server runs
+     * on this machine over TCP: see backends_sample) and the broker (see broker_pid) */
+    char pg_why[200] = "", broker_why[700] = "";
+    const char *const mkeys[] = {"dbname", "application_name", NULL};
+    const char *const mvals[] = {dsn, "writer_bench", NULL};
+    PGconn *mon = PQconnectdbParams(mkeys, mvals, 1);
+    int pg_port = 0;
+    if (PQstatus(mon) != CONNECTION_OK) {
+        snprintf(pg_why, sizeof(pg_why), "could not connect: %s", PQerrorMessage(mon));
+        pg_why[strcspn(pg_why, "\n")] = '\0';
+    } else if (PQhost(mon)[0] == '/' || PQhost(mon)[0] == '@') {
+        snprintf(pg_why, sizeof(pg_why),
+                 "the DSN connects over a Unix socket, where a backend "
+                 "cannot be told by its client port");
+    } else if (strcmp(PQhost(mon), "localhost") != 0 && strncmp(PQhost(mon), "127.", 4) != 0 &&
+               strcmp(PQhost(mon), "::1") != 0) {
+        snprintf(pg_why, sizeof(pg_why), "PostgreSQL at %.100s is not known to run here",
+                 PQhost(mon));
+    } else {
+        pg_port = atoi(PQport(mon)[0] ? PQport(mon) : "5432");
+        backends_sample(mon, pg_port, -1, emu, 1);
+    }
+    unsigned long long broker0 = 0, broker1 = 0, bstart = 0, bstart1 = 0;
+    pid_t kpid = broker_pid(bootstrap, broker_why, sizeof(broker_why));
+    if (kpid > 0 && dw_bench_proc_cpu(kpid, &broker0, &bstart, NULL)) {
+        snprintf(broker_why, sizeof(broker_why), "pid %ld went away", (long)kpid);
+        kpid = -1;
+    }
+
     double start = dw_bench_now();
     pid_t wr = dw_bench_spawn(DW_BIN_DIR, "dw-writer", wargv, log_path);
     if (wr < 0)
@@ -412,12 +632,19 @@ int main(int argc, char **argv)
             prev = done;
             last_print = dw_bench_now();
         }
+        if (pg_port)
+            backends_sample(mon, pg_port, wr, emu, 0);
     }
     struct rusage ru;
     int wst = dw_bench_stop(&wr, &ru);
     long long rows = emulator_rows(dsn);
     struct rusage eru;
     dw_bench_stop(&emu, &eru);
+    backends_refresh(); /* the backends that outlived their client for a moment */
+    if (kpid > 0 && (dw_bench_proc_cpu(kpid, &broker1, &bstart1, NULL) || bstart1 != bstart)) {
+        snprintf(broker_why, sizeof(broker_why), "pid %ld went away during the drain", (long)kpid);
+        kpid = -1;
+    }
 
     double wall = last_progress - start, span = last_progress - first_progress;
     double cpu = (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec * 1e-6 +
@@ -441,6 +668,45 @@ int main(int argc, char **argv)
     printf("  emulator CPU %.1f s = %.2f CPU s per 100,000 records (its PostgreSQL backends, the "
            "ledger's and the broker's are not counted)\n",
            ecpu, done ? ecpu * 100000.0 / (double)done : 0.0);
+    double per = done ? 100000.0 / (double)done : 0.0, total = cpu + ecpu, wbcpu = 0, ebcpu = 0;
+    if (pg_port) {
+        int wn, wbefore, en, ebefore;
+        wbcpu = backends_cpu(0, &wn, &wbefore);
+        ebcpu = backends_cpu(1, &en, &ebefore);
+        total += wbcpu + ebcpu;
+        printf("  writer's PostgreSQL backends (its ledger) CPU %.1f s = %.2f CPU s per 100,000 "
+               "records (%d backend%s)\n",
+               wbcpu, wbcpu * per, wn, wn == 1 ? "" : "s");
+        printf("  emulator's PostgreSQL backends CPU %.1f s = %.2f CPU s per 100,000 records (%d "
+               "backends, %d open before the writer started: counted from then)\n",
+               ebcpu, ebcpu * per, en, ebefore);
+        printf("  (backends: /proc/<pid>/stat of those whose client port is one of the writer's "
+               "or emulator's sockets, looked for every second: one living less than a second is "
+               "missed, one exiting counts to its last look%s)\n",
+               backends_dropped ? "; some were dropped: too many to track" : "");
+    } else {
+        printf("  PostgreSQL backends' CPU: unknown (%s)\n", pg_why);
+    }
+    double bcpu = 0;
+    if (kpid > 0) {
+        bcpu = (double)(broker1 - broker0) / (double)sysconf(_SC_CLK_TCK);
+        total += bcpu;
+        printf("  broker CPU %.1f s = %.2f CPU s per 100,000 records (java pid %ld, from writer "
+               "start to the end of the drain; the broker is shared: other clients' traffic in "
+               "that time is counted too)\n",
+               bcpu, bcpu * per, (long)kpid);
+    } else {
+        printf("  broker CPU: unknown (%s)\n", broker_why);
+    }
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    printf("  total CPU %.1f s = %.2f CPU s per 100,000 records (writer + emulator%s%s): a "
+           "ceiling of %.0f records/s on %ld cores; measured %.0f records/s (first to last "
+           "commit: %.0f); not counted: PostgreSQL's WAL writer, checkpointer and autovacuum, "
+           "writer_bench itself\n",
+           total, total * per, pg_port ? " + their PostgreSQL backends" : "",
+           kpid > 0 ? " + broker" : "",
+           total > 0 && done ? (double)cores * 100000.0 / (total * per) : 0.0, cores, rate,
+           span > 0 ? (double)done / span : 0.0);
     last_counters(log_path);
     if (allow_rps > 0) {
         double allowed = allow_rps * (double)chunk;
@@ -455,6 +721,7 @@ int main(int argc, char **argv)
     }
     printf("  writer exit status %d; log %s\n", wst, log_path);
 
+    PQfinish(mon);
     rd_kafka_consumer_close(watch);
     rd_kafka_destroy(watch);
     dw_kafka_topics_delete(admin, list, 2, 30000, errstr, sizeof(errstr));
