@@ -25,6 +25,7 @@
 #include <unistd.h>
 
 #include "dw_filter.h"
+#include "dw_json.h"
 #include "dw_log.h"
 #include "dw_pg.h"
 #include "emu_batch.h"
@@ -392,7 +393,7 @@ static dw_err_t dv_fetch(dw_pg_t *pg, const emu_table_t *t, const dv_key_t *k, b
     dw_err_t err = dw_pg_exec(pg, sql, np, params, &res, errstr, n);
     if (!err && PQntuples(res) > 0) {
         json_error_t je;
-        *row = json_loads(PQgetvalue(res, 0, 0), 0, &je);
+        *row = dw_json_loadb(PQgetvalue(res, 0, 0), (size_t)PQgetlength(res, 0, 0), 0, &je);
         if (!*row)
             err = dw_errf(DW_ERR_INTERNAL, errstr, n, "bad row json: %s", je.text);
     }
@@ -658,7 +659,7 @@ static dw_err_t dv_insert(dv_t *d, json_t *store, json_t **row, char *errstr, si
     dw_err_t err = text ? dw_pg_exec(d->pg, sql, 1, p, &res, errstr, n) : DW_ERR_NOMEM;
     free(text);
     if (!err && row)
-        *row = json_loads(PQgetvalue(res, 0, 0), 0, NULL);
+        *row = dw_json_loadb(PQgetvalue(res, 0, 0), (size_t)PQgetlength(res, 0, 0), 0, NULL);
     PQclear(res);
     return err;
 }
@@ -683,7 +684,7 @@ static dw_err_t dv_update(dv_t *d, json_t *full, json_t **row, char *errstr, siz
     dw_err_t err = text ? dw_pg_exec(d->pg, sql, 2, p, &res, errstr, n) : DW_ERR_NOMEM;
     free(text);
     if (!err && row)
-        *row = PQntuples(res) ? json_loads(PQgetvalue(res, 0, 0), 0, NULL) : NULL;
+        *row = PQntuples(res) ? dw_json_loadb(PQgetvalue(res, 0, 0), (size_t)PQgetlength(res, 0, 0), 0, NULL) : NULL;
     PQclear(res);
     return err;
 }
@@ -823,7 +824,7 @@ static json_t *dv_parse_body(dv_t *d)
         return NULL;
     }
     json_error_t je;
-    json_t *body = json_loadb(d->req->body, d->req->body_len, JSON_REJECT_DUPLICATES, &je);
+    json_t *body = dw_json_loadb(d->req->body, d->req->body_len, JSON_REJECT_DUPLICATES, &je);
     if (!body || !json_is_object(body)) {
         emu_resp_error(d->resp, 400, DV_E_PAYLOAD,
                        "Error identified in Payload provided by the user for Entity :'%s'. The payload is not a valid JSON object (line %d, column %d: %s).",
@@ -1111,7 +1112,7 @@ static bool dv_lookup_many(dv_t *d, const dv_key_t *keys, const int *hk, size_t 
         for (int r = 0; ok && r < PQntuples(res); r++) {
             size_t ord = (size_t)strtoull(PQgetvalue(res, r, 0), NULL, 10);
             if (ord < n && !found[ord])
-                found[ord] = json_loads(PQgetvalue(res, r, 1), 0, NULL);
+                found[ord] = dw_json_loadb(PQgetvalue(res, r, 1), (size_t)PQgetlength(res, r, 1), 0, NULL);
         }
         PQclear(res);
         for (int p = 0; p <= np; p++)
@@ -1486,7 +1487,7 @@ static void dv_collection(dv_t *d, const emu_odata_query_t *q, const dv_prefer_t
         int nt = PQntuples(res);
         more = nt == DV_CHUNK;
         for (int i = 0; i < nt && next_offset < 0; i++) {
-            json_t *row = json_loads(PQgetvalue(res, i, 0), 0, NULL);
+            json_t *row = dw_json_loadb(PQgetvalue(res, i, 0), (size_t)PQgetlength(res, i, 0), 0, NULL);
             json_t *full = row ? dv_out(d->t, row, NULL) : NULL;
             if (full && (!f || dw_filter_match(f, full))) {
                 if (got < page) {
@@ -1534,7 +1535,7 @@ static void dv_collection(dv_t *d, const emu_odata_query_t *q, const dv_prefer_t
                     total++;
                     continue;
                 }
-                json_t *row = json_loads(PQgetvalue(res, i, 0), 0, NULL);
+                json_t *row = dw_json_loadb(PQgetvalue(res, i, 0), (size_t)PQgetlength(res, i, 0), 0, NULL);
                 json_t *full = row ? dv_out(d->t, row, NULL) : NULL;
                 if (full && dw_filter_match(f, full))
                     total++;
@@ -1779,7 +1780,7 @@ static void dv_changes(dv_t *d, const emu_odata_query_t *q, const dv_prefer_t *p
         }
         int nt = PQntuples(res);
         for (int i = 0; i < nt && got < page; i++) {
-            json_t *row = json_loads(PQgetvalue(res, i, 0), 0, NULL);
+            json_t *row = dw_json_loadb(PQgetvalue(res, i, 0), (size_t)PQgetlength(res, i, 0), 0, NULL);
             if (row)
                 json_array_append_new(value, dv_out(d->t, row, q));
             json_decref(row);

@@ -36,6 +36,7 @@ targets=(
   "emu/fuzz_emu_odata|common emulators/dw-emulator/emu_odata.c|tests/fuzz/emu/corpus_odata||4096"
   "emu/fuzz_emu_batch|common emulators/dw-emulator/emu_batch.c|tests/fuzz/emu/corpus_batch||65536"
   "fuzz_writer_json|common workers/writer/writer_json.c|tests/fuzz/corpus/writer_json||8192"
+  "fuzz_json_load|common|tests/fuzz/corpus/json_load||8192"
 )
 
 # The common library once, instrumented (recompiled only when a source is newer).

@@ -295,7 +295,8 @@ Test(target_dv, unavailable_service_makes_every_record_transient)
     /* the first chunk's answer; the others are held back for the rest of its Retry-After */
     for (size_t i = 0; i < rs.n; i++) {
         cr_assert_eq(rs.r[i].status, 503);
-        cr_assert(rs.r[i].retry_after_ms > 0 && rs.r[i].retry_after_ms <= 1000, "%ld",
+        /* 1 s asked; the connector holds one millisecond more (its clock reads whole ms) */
+        cr_assert(rs.r[i].retry_after_ms > 0 && rs.r[i].retry_after_ms <= 1001, "%ld",
                   rs.r[i].retry_after_ms);
     }
     cr_assert_eq(rs.r[0].retry_after_ms, 1000);

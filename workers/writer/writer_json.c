@@ -7,8 +7,6 @@
  * escaped member names) and builds no tree: the command's `fields` are checked here and kept as
  * text, which the target writes into its request as they are (writer_command.c). Pure.
  */
-#include <errno.h>
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -53,95 +51,11 @@ static void ws(jscan_t *j)
         j->p++;
 }
 
-static long hex4(const unsigned char *p, const unsigned char *e)
-{
-    return e - p < 4 ? -1 : dw_json_hex4((const char *)p);
-}
-
-/* One UTF-8 sequence at p (not ASCII): its length, 0 when invalid. */
-static size_t utf8_len(const unsigned char *p, const unsigned char *e)
-{
-    unsigned char c = *p;
-    size_t n;
-    uint32_t cp;
-    if ((c & 0xe0) == 0xc0) {
-        n = 1;
-        cp = c & 0x1f;
-    } else if ((c & 0xf0) == 0xe0) {
-        n = 2;
-        cp = c & 0x0f;
-    } else if ((c & 0xf8) == 0xf0) {
-        n = 3;
-        cp = c & 0x07;
-    } else {
-        return 0;
-    }
-    if ((size_t)(e - p) <= n)
-        return 0;
-    for (size_t k = 1; k <= n; k++) {
-        if ((p[k] & 0xc0) != 0x80)
-            return 0;
-        cp = (cp << 6) | (p[k] & 0x3f);
-    }
-    if ((n == 1 && cp < 0x80) || (n == 2 && cp < 0x800) || (n == 3 && cp < 0x10000) ||
-        cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-        return 0;
-    return n + 1;
-}
-
 /* A string at p (the opening quote). *esc: it holds an escape. */
 static bool scan_string(jscan_t *j, bool *esc)
 {
-    *esc = false;
-    j->p++;
-    for (;;) {
-        if (j->p >= j->e)
-            return fail(j, "premature end of input in a string");
-        unsigned char c = *j->p;
-        if (c == '"') {
-            j->p++;
-            return true;
-        }
-        if (c < 0x20)
-            return fail(j, "control character in a string");
-        if (c == '\\') {
-            *esc = true;
-            if (j->e - j->p < 2)
-                return fail(j, "premature end of input in a string");
-            unsigned char x = j->p[1];
-            if (x == 'u') {
-                long v = hex4(j->p + 2, j->e);
-                if (v < 0)
-                    return fail(j, "invalid \\u escape");
-                if (v == 0)
-                    return fail(j, "\\u0000 is not allowed");
-                j->p += 6;
-                if (v >= 0xdc00 && v <= 0xdfff)
-                    return fail(j, "invalid Unicode (a lone low surrogate)");
-                if (v >= 0xd800 && v <= 0xdbff) {
-                    long w = (j->e - j->p >= 6 && j->p[0] == '\\' && j->p[1] == 'u')
-                                 ? hex4(j->p + 2, j->e)
-                                 : -1;
-                    if (w < 0xdc00 || w > 0xdfff)
-                        return fail(j, "invalid Unicode (a lone high surrogate)");
-                    j->p += 6;
-                }
-                continue;
-            }
-            if (!strchr("\"\\/bfnrt", x) || x == 0)
-                return fail(j, "invalid escape");
-            j->p += 2;
-            continue;
-        }
-        if (c < 0x80) {
-            j->p++;
-            continue;
-        }
-        size_t n = utf8_len(j->p, j->e);
-        if (!n)
-            return fail(j, "invalid UTF-8");
-        j->p += n;
-    }
+    const char *why = dw_json_scan_string(&j->p, j->e, esc);
+    return why ? fail(j, why) : true;
 }
 
 /* The unescaped bytes of a string's inside raw[0..n) (a checked string) into out (size bytes,
@@ -155,60 +69,11 @@ static size_t unescape(const char *raw, size_t n, char *out, size_t size)
 static bool scan_number(jscan_t *j)
 {
     const unsigned char *start = j->p;
-    bool real = false;
-    if (j->p < j->e && *j->p == '-')
-        j->p++;
-    if (j->p >= j->e || *j->p < '0' || *j->p > '9')
-        return fail(j, "invalid token");
-    if (*j->p == '0') {
-        j->p++;
-        if (j->p < j->e && *j->p >= '0' && *j->p <= '9')
-            return fail(j, "invalid token (leading zero)");
-    } else {
-        while (j->p < j->e && *j->p >= '0' && *j->p <= '9')
-            j->p++;
-    }
-    if (j->p < j->e && *j->p == '.') {
-        real = true;
-        j->p++;
-        if (j->p >= j->e || *j->p < '0' || *j->p > '9')
-            return fail(j, "invalid token");
-        while (j->p < j->e && *j->p >= '0' && *j->p <= '9')
-            j->p++;
-    }
-    if (j->p < j->e && (*j->p == 'e' || *j->p == 'E')) {
-        real = true;
-        j->p++;
-        if (j->p < j->e && (*j->p == '+' || *j->p == '-'))
-            j->p++;
-        if (j->p >= j->e || *j->p < '0' || *j->p > '9')
-            return fail(j, "invalid token");
-        while (j->p < j->e && *j->p >= '0' && *j->p <= '9')
-            j->p++;
-    }
-    size_t n = (size_t)(j->p - start);
-    /* what jansson refuses: an integer beyond 64 bits, a real that overflows */
-    if ((!real && n >= 19) || real) {
-        char tmp[512];
-        if (n >= sizeof(tmp)) {
-            if (!real)
-                return fail(j, "too big integer");
-            n = sizeof(tmp) - 1; /* a long mantissa: its first digits decide an overflow */
-        }
-        memcpy(tmp, start, n);
-        tmp[n] = '\0';
-        errno = 0;
-        if (!real) {
-            (void)strtoll(tmp, NULL, 10);
-            if (errno == ERANGE)
-                return fail(j, "too big integer");
-        } else {
-            double d = strtod(tmp, NULL);
-            if (errno == ERANGE && (d == HUGE_VAL || d == -HUGE_VAL))
-                return fail(j, "real number overflow");
-        }
-    }
-    return true;
+    bool real;
+    const char *why = dw_json_scan_number(&j->p, j->e, &real);
+    if (!why)
+        why = dw_json_number_value((const char *)start, (size_t)(j->p - start), real, NULL, NULL);
+    return why ? fail(j, why) : true;
 }
 
 static bool scan_value(jscan_t *j);
