@@ -15,6 +15,7 @@
 #include "dw_buf.h"
 #include "dw_json.h"
 #include "dw_log.h"
+#include "dw_mapper.h"
 #include "dw_signal.h"
 #include "dw_target_int.h"
 #include "dw_time.h"
@@ -456,7 +457,7 @@ static const char *bind_find(const dw_wrec_t *r, const tbinds_t *bs, const char 
     return bs->overflow ? field_str(r, name, buf, size) : NULL;
 }
 
-/* A jansson value as JSON text (as json_dumps writes it). */
+/* A jansson value as JSON text (as dw_mapper_dumps writes it: reals in their shortest form). */
 static void put_jvalue(dw_buf_t *b, const json_t *v)
 {
     if (json_is_string(v)) {
@@ -470,7 +471,7 @@ static void put_jvalue(dw_buf_t *b, const json_t *v)
     } else if (json_is_null(v)) {
         DW_BUF_LIT(b, "null");
     } else {
-        char *s = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+        char *s = dw_mapper_dumps(v, 0, NULL); /* a real as written, not in 17 digits */
         if (!s) {
             b->fail = true;
             return;

@@ -28,6 +28,7 @@
 #include "dw_filter.h"
 #include "dw_json.h"
 #include "dw_log.h"
+#include "dw_mapper.h"
 #include "dw_pg.h"
 #include "emu_batch.h"
 #include "emu_ctx.h"
@@ -604,7 +605,7 @@ static bool dv_in(dv_t *d, json_t *body, bool create, json_t *store)
             break;
         }
         if (!ok) {
-            char *text = json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
+            char *text = dw_mapper_dumps(v, 0, NULL);
             emu_resp_error(d->resp, 400, DV_E_PAYLOAD,
                            "Error identified in Payload provided by the user for Entity :'%s'. Cannot convert the literal '%.100s' to the expected type '%s' of property '%s'.",
                            t->name, text ? text : "?", edm_type(c->type), c->name);
@@ -655,7 +656,7 @@ static dw_err_t dv_insert(dv_t *d, json_t *store, json_t **row, char *errstr, si
     PGresult *res = NULL;
     sqlf(sql, "INSERT INTO %s AS x SELECT * FROM jsonb_populate_record(NULL::%s, $1::jsonb) RETURNING to_jsonb(x)",
          d->t->qname, d->t->qname);
-    char *text = json_dumps(store, JSON_COMPACT);
+    char *text = dw_mapper_dumps(store, 0, NULL);
     const char *p[1] = {text};
     dw_err_t err = text ? dw_pg_exec(d->pg, sql, 1, p, &res, errstr, n) : DW_ERR_NOMEM;
     free(text);
@@ -680,7 +681,7 @@ static dw_err_t dv_update(dv_t *d, json_t *full, json_t **row, char *errstr, siz
     }
     sqlf(sql, "UPDATE %s AS x SET (%s) = (SELECT %s FROM jsonb_populate_record(NULL::%s, $1::jsonb) r)"
          " WHERE x.\"%s\" = $2 RETURNING to_jsonb(x)", t->qname, cols, rcols, t->qname, t->id_column);
-    char *text = json_dumps(full, JSON_COMPACT);
+    char *text = dw_mapper_dumps(full, 0, NULL);
     const char *p[2] = {text, json_string_value(json_object_get(full, t->id_column))};
     dw_err_t err = text ? dw_pg_exec(d->pg, sql, 2, p, &res, errstr, n) : DW_ERR_NOMEM;
     free(text);
@@ -1130,8 +1131,9 @@ static bool dv_lookup_many(dv_t *d, const dv_key_t *keys, const int *hk, size_t 
 }
 
 /* One value of a column array (dv_arr_t): NULL for a missing or null value; a string as it is;
- * other values in the text json_dumps gives them, which is what json_populate_recordset read
- * before (a real keeps jansson's form, e.g. "1.0", so a numeric keeps its scale). */
+ * other values as dw_mapper_dumps writes them (a real in the shortest form that reads back as the
+ * same double, "1.0" for an integral one: a numeric column stores 17032.2 as the client sent it,
+ * not jansson's 17-digit 17032.200000000001). */
 static void dv_arr_value(dv_arr_t *a, json_t *v)
 {
     char num[32];
@@ -1153,7 +1155,7 @@ static void dv_arr_value(dv_arr_t *a, json_t *v)
         dv_arr_add(a, "false");
         break;
     default: {
-        char *text = json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
+        char *text = dw_mapper_dumps(v, 0, NULL);
         if (text)
             dv_arr_add(a, text);
         else

@@ -23,6 +23,7 @@
 #include "dw_buf.h"
 #include "dw_filter.h"
 #include "dw_log.h"
+#include "dw_mapper.h"
 #include "dw_pg.h"
 #include "emu_batch.h"
 #include "emu_ctx.h"
@@ -584,7 +585,7 @@ static bool fo_in(fo_t *d, json_t *body, bool create, json_t *store)
             long long ev = 0;
             const char *en = emu_fo_col_enum(t, c);
             if (!json_is_string(v) || !emu_fo_enum_value(t, c, json_string_value(v), &ev)) {
-                char *text = json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
+                char *text = dw_mapper_dumps(v, 0, NULL);
                 emu_fo_error(
                     d->resp, 400, FO_T_ODATA,
                     "The value %.100s of property '%s' is not a member of enum type '" EMU_FO_NS
@@ -598,7 +599,7 @@ static bool fo_in(fo_t *d, json_t *body, bool create, json_t *store)
         }
         }
         if (!ok) {
-            char *text = json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
+            char *text = dw_mapper_dumps(v, 0, NULL);
             char tb[200];
             emu_fo_error(
                 d->resp, 400, FO_T_ODATA,
@@ -783,7 +784,7 @@ static void fo_create(fo_t *d)
          "INSERT INTO %s AS x SELECT * FROM jsonb_populate_record(NULL::%s, $1::jsonb) RETURNING "
          "to_jsonb(x)",
          d->t->qname, d->t->qname);
-    char *text = json_dumps(store, JSON_COMPACT);
+    char *text = dw_mapper_dumps(store, 0, NULL);
     const char *p[1] = {text};
     dw_err_t err = text ? dw_pg_exec(d->pg, sql, 1, p, &res, errstr, sizeof(errstr)) : DW_ERR_NOMEM;
     free(text);
@@ -871,7 +872,7 @@ static void fo_update(fo_t *d, const fo_key_t *k)
          d->t->qname, cols, rcols, d->t->qname);
     const char *pbuf[EMU_ODATA_MAX_KEYS + 1];
     const char *const *params = NULL;
-    char *text = json_dumps(full, JSON_COMPACT);
+    char *text = dw_mapper_dumps(full, 0, NULL);
     json_decref(full);
     pbuf[0] = text;
     int np = 1;
@@ -1046,7 +1047,7 @@ static json_t *fo_row_keyvals(const emu_table_t *t, json_t *row)
 /* "k" + hex(JSON of keyvals) into out; false when it does not fit. */
 static bool fo_token_encode(json_t *keyvals, char *out, size_t size)
 {
-    char *text = json_dumps(keyvals, JSON_COMPACT | JSON_ENCODE_ANY);
+    char *text = dw_mapper_dumps(keyvals, 0, NULL);
     bool ok = text && 1 + 2 * strlen(text) + 1 <= size;
     if (ok) {
         out[0] = 'k';

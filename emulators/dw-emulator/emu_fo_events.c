@@ -17,6 +17,7 @@
 #include <curl/curl.h>
 
 #include "dw_log.h"
+#include "dw_mapper.h"
 #include "emu_fo_store.h"
 
 #define EV_MAX_ENDPOINTS 16
@@ -259,7 +260,7 @@ dw_err_t emu_fo_events_record(emu_fo_events_t *ev, dw_pg_t *pg, const emu_table_
     clock_gettime(CLOCK_REALTIME, &ts);
     json_t *e = emu_fo_event_build(t, message, after, before, correlation_id,
                                    (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000);
-    char *text = e ? json_dumps(e, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+    char *text = e ? dw_mapper_dumps(e, 0, NULL) : NULL;
     json_decref(e);
     if (!text)
         return dw_errf(DW_ERR_NOMEM, errstr, errstr_size, "out of memory");

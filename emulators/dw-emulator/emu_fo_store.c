@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "dw_mapper.h"
 #include "dw_pg.h"
 #include "dw_sha256.h"
 
@@ -143,7 +144,7 @@ void emu_fo_record_guid(const emu_table_t *t, json_t *row, char out[37])
     json_t *key = json_object_get(t->meta, "key");
     for (size_t i = 0; i < json_array_size(key); i++) {
         json_t *v = json_object_get(row, json_string_value(json_array_get(key, i)));
-        char *s = v ? json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT) : NULL;
+        char *s = v ? dw_mapper_dumps(v, 0, NULL) : NULL;
         if (s)
             dw_sha256_update(&h, s, strlen(s) + 1);
         free(s);

@@ -15,6 +15,7 @@
 #include <microhttpd.h>
 
 #include "dw_log.h"
+#include "dw_mapper.h"
 
 struct emu_http_s {
     struct MHD_Daemon *daemon;
@@ -78,7 +79,7 @@ static void resp_set_body(emu_resp_t *resp, unsigned status, char *body, size_t 
 
 void emu_resp_json(emu_resp_t *resp, unsigned status, json_t *j)
 {
-    char *text = j ? json_dumps(j, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+    char *text = j ? dw_mapper_dumps(j, 0, NULL) : NULL;
     json_decref(j);
     if (!text) {
         text = strdup("{\"error\":{\"code\":\"0x80040216\",\"message\":\"out of memory\"}}");

@@ -532,6 +532,41 @@ Test(emulator_dv, upsert_multiple_of_1000_and_bulk_messages)
     resp_free(&r);
 }
 
+/* Decimals keep the digits the client wrote: 17032.2 is stored and read back as 17032.2, not as
+ * jansson's 17-digit 17032.200000000001 (which made every account with such a credit limit come
+ * back from change tracking as a change, and bounce once between the two sides). */
+Test(emulator_dv, decimals_read_back_with_the_digits_written)
+{
+    resp_t r;
+    req(&r, "POST", "accounts/Microsoft.Dynamics.CRM.UpsertMultiple",
+        "{\"Targets\":[{\"@odata.type\":\"Microsoft.Dynamics.CRM.account\",\"@odata.id\":\"accounts(accountnumber='D1',msdyn_company=null)\",\"name\":\"d1\",\"creditlimit\":17032.2},"
+        "{\"@odata.type\":\"Microsoft.Dynamics.CRM.account\",\"@odata.id\":\"accounts(accountnumber='D2',msdyn_company=null)\",\"name\":\"d2\",\"creditlimit\":0.1}]}",
+        NULL);
+    cr_assert_eq(r.status, 204, "%ld %s", r.status, r.body);
+    resp_free(&r);
+    req(&r, "POST", "accounts", "{\"accountnumber\":\"D3\",\"name\":\"d3\",\"creditlimit\":63677.07}", NULL);
+    cr_assert_eq(r.status, 204, "%ld %s", r.status, r.body);
+    resp_free(&r);
+    req(&r, "PATCH", "accounts(accountnumber='D2',msdyn_company=null)", "{\"creditlimit\":1.1}", NULL);
+    cr_assert_eq(r.status, 204, "%ld %s", r.status, r.body);
+    resp_free(&r);
+    const struct {
+        const char *key, *want;
+    } cases[] = {{"D1", "\"creditlimit\":17032.2}"}, {"D2", "\"creditlimit\":1.1}"}, {"D3", "\"creditlimit\":63677.07}"}};
+    for (size_t i = 0; i < 3; i++) {
+        char path[200];
+        snprintf(path, sizeof(path), "accounts(accountnumber='%s',msdyn_company=null)?$select=creditlimit", cases[i].key);
+        req(&r, "GET", path, NULL, NULL);
+        cr_assert_eq(r.status, 200, "%ld %s", r.status, r.body);
+        cr_assert(strstr(r.body, cases[i].want), "%s: %s", cases[i].key, r.body);
+        resp_free(&r);
+    }
+    /* and in a collection page, as change tracking and the capture read them */
+    req(&r, "GET", "accounts?$select=creditlimit&$filter=accountnumber%20eq%20'D1'", NULL, NULL);
+    cr_assert(strstr(r.body, "\"creditlimit\":17032.2}"), "%s", r.body);
+    resp_free(&r);
+}
+
 Test(emulator_dv, entity_definitions_attributes)
 {
     resp_t r;
