@@ -342,39 +342,15 @@ static const char *str_or(const char *s, const char *def)
     return s ? s : def;
 }
 
-/* The "relation" of column name in t's metadata (schemas/metadata.schema.json), NULL when none. */
-static json_t *fo_col_relation(const emu_table_t *t, const char *name)
-{
-    json_t *cols = json_object_get(t->meta, "columns"), *c;
-    size_t i;
-    json_array_foreach(cols, i, c)
-    {
-        if (strcmp(str_or(json_string_value(json_object_get(c, "name")), ""), name) == 0)
-            return json_object_get(c, "relation");
-    }
-    return NULL;
-}
-
-/* The entity a relation names and its last key column, NULL when the metadata names none. */
-static const emu_table_t *fo_rel_target(emu_store_t *st, json_t *rel, const emu_col_t **kc)
-{
-    const emu_table_t *rt =
-        emu_store_table_by_name(st, str_or(json_string_value(json_object_get(rel, "entity")), ""));
-    json_t *key = rt ? json_object_get(rt->meta, "key") : NULL;
-    const char *last = json_string_value(json_array_get(key, json_array_size(key) - 1));
-    *kc = last ? emu_table_col(rt, last) : NULL;
-    return *kc ? rt : NULL;
-}
-
 /* Every relation of the metadata names an entity with a key (checked once, at start). */
 static dw_err_t fo_relations_check_meta(emu_store_t *st, char *errstr, size_t errstr_size)
 {
     for (size_t i = 0; i < emu_store_ntables(st); i++) {
         const emu_table_t *t = emu_store_table_at(st, i);
         for (size_t j = 0; j < t->ncols; j++) {
-            json_t *rel = fo_col_relation(t, t->cols[j].name);
+            json_t *rel = emu_table_relation(t, t->cols[j].name);
             const emu_col_t *kc;
-            if (rel && !fo_rel_target(st, rel, &kc))
+            if (rel && !emu_store_relation_target(st, rel, &kc))
                 return dw_errf(DW_ERR_CONFIG, errstr, errstr_size,
                                "metadata %s.%s: relation names entity \"%s\", which is not loaded "
                                "or has no key",
@@ -397,10 +373,10 @@ static bool fo_check_relations(fo_t *d, json_t *set, json_t *row)
         const emu_col_t *c = &t->cols[i];
         json_t *v = json_object_get(set, c->name), *rel;
         if (c->dropped || !json_is_string(v) || !*json_string_value(v) ||
-            !(rel = fo_col_relation(t, c->name)))
+            !(rel = emu_table_relation(t, c->name)))
             continue;
         const emu_col_t *kc;
-        const emu_table_t *rt = fo_rel_target(d->ctx->store, rel, &kc);
+        const emu_table_t *rt = emu_store_relation_target(d->ctx->store, rel, &kc);
         if (!rt)
             continue; /* refused at start (fo_relations_check_meta) */
         fo_key_t k = {.n = 0};

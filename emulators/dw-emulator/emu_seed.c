@@ -183,6 +183,13 @@ static int fo_ref(const seed_t *sd, const emu_table_t *t, const emu_col_t *c, co
 {
     if (c->type != EMU_T_STRING || is_key_col(t, c->name))
         return -1;
+    /* the relation the metadata declares, which the emulator checks on writes: the seeded value
+     * must name a seeded record of that entity */
+    json_t *rel = emu_table_relation(t, c->name);
+    const emu_table_t *rt = rel ? emu_store_relation_target(sd->st, rel, kc) : NULL;
+    for (size_t u = 0; rt && u < sd->nt; u++)
+        if (emu_store_table_at(sd->st, u) == rt)
+            return (int)u;
     for (size_t u = 0; u < sd->nt; u++) {
         emu_table_t *ut = emu_store_table_at(sd->st, u);
         json_t *key = json_object_get(ut->meta, "key");
@@ -265,6 +272,10 @@ static bool value(const seed_t *sd, size_t ti, const emu_table_t *t, const emu_c
                 key_code(ct, kc, i % (sd->ncompanies > 0 ? sd->ncompanies : 1), out, size);
             else
                 snprintf(out, size, "%s", companies[0]);
+            /* F&O keeps a dataAreaId in lower case (the legal entity "USMF" is company "usmf"),
+             * as its OData answers and the emulator's writes store it */
+            for (char *p = out; *p; p++)
+                *p = (char)(*p >= 'A' && *p <= 'Z' ? *p + 32 : *p);
             return true;
         }
         if (strcmp(c->generated, "autonumber") == 0) {

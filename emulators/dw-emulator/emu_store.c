@@ -581,3 +581,26 @@ dw_err_t emu_store_drop_column(emu_store_t *st, const char *table, const char *c
     emu_store_release(st, pg);
     return err;
 }
+
+json_t *emu_table_relation(const emu_table_t *t, const char *name)
+{
+    json_t *cols = json_object_get(t->meta, "columns"), *c;
+    size_t i;
+    json_array_foreach(cols, i, c)
+    {
+        const char *n = json_string_value(json_object_get(c, "name"));
+        if (n && strcmp(n, name) == 0)
+            return json_object_get(c, "relation");
+    }
+    return NULL;
+}
+
+const emu_table_t *emu_store_relation_target(emu_store_t *st, json_t *rel, const emu_col_t **kc)
+{
+    const char *entity = json_string_value(json_object_get(rel, "entity"));
+    const emu_table_t *rt = entity ? emu_store_table_by_name(st, entity) : NULL;
+    json_t *key = rt ? json_object_get(rt->meta, "key") : NULL;
+    const char *last = json_string_value(json_array_get(key, json_array_size(key) - 1));
+    *kc = last ? emu_table_col(rt, last) : NULL;
+    return *kc ? rt : NULL;
+}

@@ -76,6 +76,12 @@ emu_table_t *emu_store_table_at(emu_store_t *st, size_t i);
 emu_table_t *emu_store_table_by_set(emu_store_t *st, const char *entity_set);
 emu_table_t *emu_store_table_by_name(emu_store_t *st, const char *name);
 emu_col_t *emu_table_col(const emu_table_t *t, const char *name);
+/* The "relation" member of column name in t's metadata (schemas/metadata.schema.json: the F&O
+ * entity a field's value names a record of), NULL when none. Borrowed. */
+json_t *emu_table_relation(const emu_table_t *t, const char *name);
+/* The table a relation names and (*kc) its last key column, the one the field's value matches;
+ * NULL when that entity is not loaded or has no key. */
+const emu_table_t *emu_store_relation_target(emu_store_t *st, json_t *rel, const emu_col_t **kc);
 const char *emu_store_schema(const emu_store_t *st);
 
 /* Borrow a connection (blocks while the pool is exhausted); give it back with release. NULL

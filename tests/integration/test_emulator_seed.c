@@ -103,6 +103,35 @@ Test(emulator_seed, fo_references_share_the_company, .timeout = 60)
     char *orphans = one(c, sql);
     cr_assert_str_eq(orphans, "0", "customer groups exist in the customer's company");
     free(orphans);
+    /* every relation the metadata declares names a seeded record of the same company: the
+     * emulator checks them on writes, and the Dataverse side binds them */
+    const struct {
+        const char *table, *col, *rtable, *rcol;
+    } rels[] = {{"CustomerV3", "PaymentTerms", "PaymentTerm", "Name"},
+                {"CustomerV3", "SalesCurrencyCode", "Currency", "CurrencyCode"},
+                {"CustomerGroup", "PaymentTermId", "PaymentTerm", "Name"},
+                {"CustomerGroup", "ClearingPeriodPaymentTermName", "PaymentTerm", "Name"},
+                {"VendorV2", "VendorGroupId", "VendorGroup", "VendorGroupId"},
+                {"VendorGroup", "DefaultPaymentTermName", "PaymentTerm", "Name"}};
+    for (size_t i = 0; i < sizeof(rels) / sizeof(rels[0]); i++) {
+        bool per_company = strcmp(rels[i].rtable, "Currency") != 0;
+        snprintf(sql, sizeof(sql),
+                 "SELECT count(*)::text || '/' || count(x.\"%s\")::text FROM \"%s\".\"%s\" x"
+                 " WHERE x.\"%s\" IS NOT NULL AND NOT EXISTS (SELECT 1 FROM \"%s\".\"%s\" r"
+                 " WHERE r.\"%s\" = x.\"%s\"%s)",
+                 rels[i].col, a, rels[i].table, rels[i].col, a, rels[i].rtable, rels[i].rcol, rels[i].col,
+                 per_company ? " AND r.\"dataAreaId\" = x.\"dataAreaId\"" : "");
+        char *bad = one(c, sql);
+        cr_assert_str_eq(bad, "0/0", "%s.%s names no seeded %s (of its company)", rels[i].table,
+                         rels[i].col, rels[i].rtable);
+        free(bad);
+    }
+    /* company ids as F&O stores them: lower case */
+    snprintf(sql, sizeof(sql),
+             "SELECT count(*)::text FROM \"%s\".\"CustomerV3\" WHERE \"dataAreaId\" <> lower(\"dataAreaId\")", a);
+    char *upper = one(c, sql);
+    cr_assert_str_eq(upper, "0", "dataAreaId in lower case");
+    free(upper);
     drop(c, a);
     PQfinish(c);
 }
