@@ -366,33 +366,14 @@ seed_records="LegalEntities=3,Currencies=8,PaymentTerms=12,CustomerGroups=12,Cus
 "$bin/dw-emulator" seed --system fo --pg "$DW_PG_DSN" --schema "$fo_schema" --metadata "$root/schemas/metadata" \
   --records "$seed_records" --quiet >"$run_dir/seed-fo.log" 2>&1 ||
   { tail -20 "$run_dir/seed-fo.log" >&2; fail "dw-emulator seed --system fo failed (log ${run_dir#"$root"/}/seed-fo.log)"; }
-# The seeder fills the columns named like another entity's key with that entity's keys; the terms
-# of payment (key "Name") it cannot recognise, so customers and customer groups would name terms
-# that do not exist. Point them at the seeded terms of their own company, as in a real company.
-# And it writes company ids in upper case (DEMF) where the emulator's key lookups and default
-# company use lower case (demf): a seeded record could not be addressed by its key (404), and a
-# write from Dataverse would create a second one. The legal entities' ids go to lower case too:
-# dwfleet writes company codes in lower case and the Dataverse emulator compares alternate keys
-# case-sensitively (Dataverse does not), so an F&O change of a company "DEMF" would not find it.
+# The legal entities' ids go to lower case (USMF -> usmf, as their companies' dataAreaId): the
+# accounts bind their company as cdm_companies(cdm_companycode='usmf'), and the Dataverse emulator
+# compares alternate keys case-sensitively where Dataverse does not (docs/emulators.md), so a
+# company written as "USMF" would not be found.
 psql "$DW_PG_DSN" -qX -v ON_ERROR_STOP=1 >"$run_dir/seed-fix.log" 2>&1 <<SQL ||
 UPDATE "$fo_schema"."LegalEntity" SET "LegalEntityId" = lower("LegalEntityId") WHERE "LegalEntityId" <> lower("LegalEntityId");
-UPDATE "$fo_schema"."PaymentTerm" SET "dataAreaId" = lower("dataAreaId") WHERE "dataAreaId" <> lower("dataAreaId");
-UPDATE "$fo_schema"."CustomerGroup" SET "dataAreaId" = lower("dataAreaId") WHERE "dataAreaId" <> lower("dataAreaId");
-UPDATE "$fo_schema"."CustomerV3" SET "dataAreaId" = lower("dataAreaId") WHERE "dataAreaId" <> lower("dataAreaId");
-WITH pt AS (SELECT lower("dataAreaId") AS d, "Name" AS n,
-                   row_number() OVER (PARTITION BY lower("dataAreaId") ORDER BY "Name") - 1 AS i,
-                   count(*) OVER (PARTITION BY lower("dataAreaId")) AS c
-              FROM "$fo_schema"."PaymentTerm")
-UPDATE "$fo_schema"."CustomerGroup" g SET "PaymentTermId" = pt.n, "ClearingPeriodPaymentTermName" = pt.n
-  FROM pt WHERE pt.d = lower(g."dataAreaId") AND pt.i = abs(hashtext(g."CustomerGroupId")) % pt.c;
-WITH pt AS (SELECT lower("dataAreaId") AS d, "Name" AS n,
-                   row_number() OVER (PARTITION BY lower("dataAreaId") ORDER BY "Name") - 1 AS i,
-                   count(*) OVER (PARTITION BY lower("dataAreaId")) AS c
-              FROM "$fo_schema"."PaymentTerm")
-UPDATE "$fo_schema"."CustomerV3" v SET "PaymentTerms" = pt.n
-  FROM pt WHERE pt.d = lower(v."dataAreaId") AND pt.i = abs(hashtext(v."CustomerAccount")) % pt.c;
 SQL
-  { cat "$run_dir/seed-fix.log" >&2; fail "could not point the seeded rows at the seeded terms of payment"; }
+  { cat "$run_dir/seed-fix.log" >&2; fail "could not write the seeded legal entities' ids in lower case"; }
 say "F&O seeded in $(elapsed "$t0") s: $seed_records"
 
 # dw-capture --system fo first: the F&O emulator pushes its data events to it
