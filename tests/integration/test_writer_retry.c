@@ -12,6 +12,10 @@
  *    events (one per committed write, in commit order) show no older version of a key written
  *    after a newer one, the final row of every key is its newest version (ledger dv_version
  *    too), and other keys were written while a failed key waited for its retry.
+ *  - writer_retry/sighup_reloads_the_maps_refusing_a_broken_set: a map file that does not load
+ *    makes SIGHUP's reload fail (reload_failures 1) and the loaded map keeps flowing; a second
+ *    map added to maps.dir is not served until the next SIGHUP, then its waiting commands are
+ *    written (ledger rows too) and the first map's still are; nothing dead-lettered.
  *  - writer_retry/a_snapshot_older_than_a_live_change_does_not_overwrite_it: through a real
  *    dw-transform, an F&O live upsert event (source version 200) is written, then the initial
  *    sync's snapshot event of the same record (version 100, other content): the row keeps the
@@ -29,6 +33,7 @@
 #include <string.h>
 #include <sys/wait.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <jansson.h>
 #include <libpq-fe.h>
@@ -544,6 +549,92 @@ static const char *ledger_of(const char *code, const char *column, char *out, si
     }
     PQfinish(pg);
     return out;
+}
+
+/* ---------------------------------------------------------------- SIGHUP */
+
+/* SIGHUP reloads maps.dir: a map set that does not load is refused and the old maps keep
+ * flowing; a new map's commands are then written, and the old map's still are. */
+Test(writer_retry, sighup_reloads_the_maps_refusing_a_broken_set, .init = setup_dv)
+{
+    char code[16], errstr[1024], broken[400];
+    start_emu("off");
+    /* every map of the folder that writes to Dataverse: a new one is served after a reload */
+    const char *extra[] = {"-X", "writer.maps=all", "-X", "writer.create_topics=true", NULL};
+    start_writer(extra);
+    for (int i = 0; i < 10; i++) {
+        snprintf(code, sizeof(code), "A%02d", i);
+        produce_dv(code, "1", HASH_A, "before", "ra");
+    }
+    flush_producer();
+    cr_assert(wait_rows("ra", 10, TIMEOUT_MS), "the first map is written");
+
+    /* a broken map file: the reload is refused, the loaded maps are kept */
+    snprintf(broken, sizeof(broken), "%s/broken.json", maps_dir);
+    FILE *f = fopen(broken, "w");
+    cr_assert_not_null(f);
+    fputs("{\"name\": \"broken\", ", f);
+    fclose(f);
+    cr_assert_eq(kill(w.pid, SIGHUP), 0);
+    int64_t deadline = dw_time_mono_ms() + TIMEOUT_MS;
+    while (dw_time_mono_ms() < deadline && dw_testwriter_log_counter(&w, "reload_failures") < 1)
+        dw_time_sleep_ms(50);
+    cr_assert_eq(dw_testwriter_log_counter(&w, "reload_failures"), 1, "the broken set is refused");
+    cr_assert(dw_testwriter_log_has(&w, "keeping the maps loaded before"));
+    for (int i = 10; i < 20; i++) {
+        snprintf(code, sizeof(code), "A%02d", i);
+        produce_dv(code, "1", HASH_A, "refused", "ra");
+    }
+    flush_producer();
+    cr_assert(wait_rows("ra", 20, TIMEOUT_MS), "the loaded map keeps flowing");
+    cr_assert(dw_testwriter_running(&w));
+    unlink(broken);
+
+    /* a second map (a copy of currencies under another name) and its commands, waiting */
+    char suffix2[64], map_a[96], topic_a[160], map_b[96], topic_b[160], dlq_b[160];
+    snprintf(suffix2, sizeof(suffix2), "%s", dw_test_unique("wrb"));
+    const char *bases[] = {"currencies", NULL};
+    cr_assert_eq(dw_test_maps_copy(maps_dir, bases, suffix2, errstr, sizeof(errstr)), 0, "%s", errstr);
+    snprintf(map_b, sizeof(map_b), "currencies_%s", suffix2);
+    snprintf(topic_b, sizeof(topic_b), "dw.%s.to-dv", map_b);
+    snprintf(dlq_b, sizeof(dlq_b), "dw.%s.dlq", map_b);
+    static const char *const tconf[] = {"retention.ms", "3600000", NULL};
+    dw_kafka_topic_spec_t specs[1] = {{topic_b, 1, 1, tconf, false, DW_OK}};
+    cr_assert_eq(dw_kafka_topics_create(admin, specs, 1, TIMEOUT_MS, errstr, sizeof(errstr)), DW_OK,
+                 "%s", errstr);
+    snprintf(map_a, sizeof(map_a), "%s", map);
+    snprintf(topic_a, sizeof(topic_a), "%s", topic);
+    snprintf(map, sizeof(map), "%s", map_b); /* produce_dv writes to the map and topic named here */
+    snprintf(topic, sizeof(topic), "%s", topic_b);
+    for (int i = 0; i < 10; i++) {
+        snprintf(code, sizeof(code), "B%02d", i);
+        produce_dv(code, "1", HASH_A, "new map", "rb");
+    }
+    snprintf(map, sizeof(map), "%s", map_a);
+    snprintf(topic, sizeof(topic), "%s", topic_a);
+    flush_producer();
+    dw_time_sleep_ms(1500);
+    cr_assert_eq(dv_count("rb"), 0, "not served before the reload");
+
+    cr_assert_eq(kill(w.pid, SIGHUP), 0);
+    bool ok = wait_rows("rb", 10, TIMEOUT_MS);
+    if (!ok)
+        dump_log();
+    cr_assert(ok, "the new map's commands are written after the reload");
+    cr_assert_eq(dw_testwriter_ledger_rows(map_b), 10);
+    for (int i = 20; i < 30; i++) {
+        snprintf(code, sizeof(code), "A%02d", i);
+        produce_dv(code, "1", HASH_A, "after", "ra");
+    }
+    flush_producer();
+    cr_assert(wait_rows("ra", 30, TIMEOUT_MS), "the old map still flows after the reload");
+    cr_assert(wait_committed(30, TIMEOUT_MS));
+    cr_assert_eq(dw_testwriter_log_counter(&w, "reloads"), 1);
+    cr_assert_eq(dead_letters(1000), 0, "nothing dead-lettered");
+    cr_assert_eq(stop_writer(), 0);
+    const char *names[] = {topic_b, dlq_b};
+    dw_kafka_topics_delete(admin, names, 2, TIMEOUT_MS, errstr, sizeof(errstr));
+    dw_testwriter_ledger_clear(map_b);
 }
 
 Test(writer_retry, a_snapshot_older_than_a_live_change_does_not_overwrite_it, .init = setup_dv)

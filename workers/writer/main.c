@@ -3,8 +3,8 @@
  * of the maps that write to that target (consumer group dw-writer-<target>), writes them in
  * batches with the target's bulk APIs (common/dw_target), keeps the sync ledger in PostgreSQL,
  * retries transient failures and dead-letters the rest to dw.<map>.dlq, and commits an offset
- * only when every command before it is done. SIGINT/SIGTERM stop it after the batch in flight.
- * Operation: docs/writer.md.
+ * only when every command before it is done. SIGINT/SIGTERM stop it after the batch in flight;
+ * SIGHUP reloads the maps. Operation: docs/writer.md.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -64,7 +64,8 @@ int main(int argc, char **argv)
             "The writer worker: command topics dw.<map>.to-<target> -> the target's Web API\n"
             "(Dataverse UpsertMultiple/$batch, F&O $batch), with the sync ledger in PostgreSQL\n"
             "(echoes, stale versions, deletes), retries with backoff and dead letters to\n"
-            "dw.<map>.dlq. Scale by starting more instances. See docs/writer.md.",
+            "dw.<map>.dlq. Scale by starting more instances. SIGHUP reloads the maps.\n"
+            "See docs/writer.md.",
         .options_help = "  -t, --target dv|fo        the system this worker writes to (required)\n",
         .shortopts = "t:",
         .longopts = longopts,

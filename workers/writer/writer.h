@@ -395,6 +395,7 @@ typedef struct wr_counters_s {
                               mean: / the run's time) */
     uint64_t run_us;       /* the loop's time running */
     uint64_t rebalances;
+    uint64_t reloads, reload_failures; /* SIGHUP map reloads done, and refused (old maps kept) */
     uint64_t lat_hist[WR_LAT_BUCKETS]; /* write call latency, log2 us buckets */
     uint64_t lat_count, lat_max_us;
     uint64_t pending;     /* gauge: commands held */

@@ -1166,14 +1166,18 @@ static void free_names(char **names, size_t n)
     free(names);
 }
 
-/* The served maps that write to the target, into loop->maps. */
-static dw_err_t select_maps(wr_loop_t *loop, char *errstr, size_t errstr_size)
+/* The maps of set that the writer serves (writer.maps) and that write to the target, into *out
+ * (new array) and *nout. */
+static dw_err_t select_maps(wr_loop_t *loop, const dw_mapset_t *set, wr_mapinfo_t **out,
+                            size_t *nout, char *errstr, size_t errstr_size)
 {
     const char *spec = dw_conf_get_str(loop->conf, "writer.maps");
     dw_map_dir_t dir = loop->target == DW_MAP_DV ? DW_MAP_FO_TO_DV : DW_MAP_DV_TO_FO;
-    size_t n = dw_mapset_count(loop->set);
-    loop->maps = calloc(n + 1, sizeof(*loop->maps));
-    if (!loop->maps)
+    size_t n = dw_mapset_count(set), nmaps = 0;
+    wr_mapinfo_t *maps = calloc(n + 1, sizeof(*maps));
+    *out = NULL;
+    *nout = 0;
+    if (!maps)
         return dw_errf(DW_ERR_NOMEM, errstr, errstr_size, "out of memory");
     bool all = !spec || !*spec || strcmp(spec, "all") == 0;
     char **names = NULL;
@@ -1184,6 +1188,7 @@ static dw_err_t select_maps(wr_loop_t *loop, char *errstr, size_t errstr_size)
         if (!copy || !names) {
             free(copy);
             free(names);
+            free(maps);
             return dw_errf(DW_ERR_NOMEM, errstr, errstr_size, "out of memory");
         }
         char *save = NULL;
@@ -1191,8 +1196,9 @@ static dw_err_t select_maps(wr_loop_t *loop, char *errstr, size_t errstr_size)
             names[nnames++] = strdup(t);
         free(copy);
         for (size_t i = 0; i < nnames; i++) {
-            const dw_map_t *m = names[i] ? dw_mapset_find(loop->set, names[i]) : NULL;
+            const dw_map_t *m = names[i] ? dw_mapset_find(set, names[i]) : NULL;
             if (!m) {
+                free(maps);
                 dw_err_t e = dw_errf(
                     DW_ERR_CONFIG, errstr, errstr_size, "writer.maps: no map named \"%s\" in %s",
                     names[i] ? names[i] : "?", dw_conf_get_str(loop->conf, "maps.dir"));
@@ -1200,6 +1206,7 @@ static dw_err_t select_maps(wr_loop_t *loop, char *errstr, size_t errstr_size)
                 return e;
             }
             if (!dw_map_runs(m, dir)) {
+                free(maps);
                 dw_err_t e =
                     dw_errf(DW_ERR_CONFIG, errstr, errstr_size,
                             "writer.maps: map \"%s\" does not write to %s (direction %s)", names[i],
@@ -1210,7 +1217,7 @@ static dw_err_t select_maps(wr_loop_t *loop, char *errstr, size_t errstr_size)
         }
     }
     for (size_t i = 0; i < n; i++) {
-        const dw_map_t *m = dw_mapset_get(loop->set, i);
+        const dw_map_t *m = dw_mapset_get(set, i);
         bool want = false;
         if (all)
             want = dw_map_runs(m, dir);
@@ -1218,9 +1225,9 @@ static dw_err_t select_maps(wr_loop_t *loop, char *errstr, size_t errstr_size)
             want = strcmp(names[j], dw_map_name(m)) == 0;
         if (!want)
             continue;
-        wr_mapinfo_t *mi = &loop->maps[loop->nmaps];
+        wr_mapinfo_t *mi = &maps[nmaps];
         mi->map = m;
-        mi->index = loop->nmaps;
+        mi->index = nmaps;
         dw_kafka_topic_name(mi->topic, sizeof(mi->topic), dw_map_name(m),
                             loop->target == DW_MAP_DV ? DW_KAFKA_TOPIC_TO_DV : DW_KAFKA_TOPIC_TO_FO,
                             NULL, 0);
@@ -1241,16 +1248,21 @@ static dw_err_t select_maps(wr_loop_t *loop, char *errstr, size_t errstr_size)
         mi->policy.budget = dw_conf_get_int(loop->conf, "writer.retry_budget");
         mi->policy.budget_ms = dw_conf_get_int(loop->conf, "writer.retry_budget_ms");
         mi->policy.lookup_retries = dw_conf_get_int(loop->conf, "writer.lookup_retries");
-        loop->nmaps++;
+        nmaps++;
     }
     free_names(names, nnames);
-    if (loop->nmaps == 0)
+    if (nmaps == 0) {
+        free(maps);
         return dw_errf(DW_ERR_CONFIG, errstr, errstr_size, "no map of %s writes to %s",
                        dw_conf_get_str(loop->conf, "maps.dir"), loop->target_name);
+    }
+    *out = maps;
+    *nout = nmaps;
     return DW_OK;
 }
 
-static dw_err_t ensure_topics(wr_loop_t *loop, char *errstr, size_t errstr_size)
+static dw_err_t ensure_topics(wr_loop_t *loop, const wr_mapinfo_t *maps, size_t nmaps,
+                              char *errstr, size_t errstr_size)
 {
     if (!dw_conf_get_bool(loop->conf, "writer.create_topics"))
         return DW_OK;
@@ -1263,8 +1275,8 @@ static dw_err_t ensure_topics(wr_loop_t *loop, char *errstr, size_t errstr_size)
     unsigned kinds =
         DW_TOPICS_KIND(loop->target == DW_MAP_DV ? DW_KAFKA_TOPIC_TO_DV : DW_KAFKA_TOPIC_TO_FO) |
         DW_TOPICS_KIND(DW_KAFKA_TOPIC_DLQ);
-    for (size_t i = 0; i < loop->nmaps && !err; i++)
-        err = dw_topics_add_map(ts, dw_map_name(loop->maps[i].map), kinds, errstr, errstr_size);
+    for (size_t i = 0; i < nmaps && !err; i++)
+        err = dw_topics_add_map(ts, dw_map_name(maps[i].map), kinds, errstr, errstr_size);
     if (err)
         goto out;
     if (!(rk = dw_kafka_admin_new(loop->conf, errstr, errstr_size))) {
@@ -1285,6 +1297,106 @@ out:
         rd_kafka_destroy(rk);
     dw_topics_destroy(ts);
     return err;
+}
+
+/* Subscribe to the command topics of the served maps. */
+static dw_err_t subscribe_maps(wr_loop_t *loop, char *errstr, size_t errstr_size)
+{
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new((int)loop->nmaps);
+    if (!l)
+        return dw_errf(DW_ERR_NOMEM, errstr, errstr_size, "out of memory");
+    for (size_t i = 0; i < loop->nmaps; i++)
+        rd_kafka_topic_partition_list_add(l, loop->maps[i].topic, RD_KAFKA_PARTITION_UA);
+    rd_kafka_resp_err_t kerr = rd_kafka_subscribe(loop->consumer, l);
+    rd_kafka_topic_partition_list_destroy(l);
+    if (kerr)
+        return dw_errf(dw_kafka_err_map(kerr), errstr, errstr_size, "could not subscribe: %s",
+                       rd_kafka_err2str(kerr));
+    return DW_OK;
+}
+
+/* ---------------------------------------------------------------- reload */
+
+/* SIGHUP: load maps.dir again and serve what it holds now. A map set that does not load, or
+ * serves nothing, is refused and the maps loaded before are kept (reload_failures). Otherwise
+ * the writer lets all its partitions go as in a rebalance (the batches in flight finish, their
+ * ledger transaction included, the dead letters are acknowledged, the done offsets committed,
+ * the commands not done yet dropped), swaps the maps, and subscribes to the new set's topics:
+ * what it dropped is read again from the committed offsets, under the new maps. */
+static void wr_reload(wr_loop_t *loop)
+{
+    char errstr[1024];
+    const char *maps_dir = dw_conf_get_str(loop->conf, "maps.dir");
+    DW_INFO(FAC, "reloading the maps of %s", maps_dir);
+    wr_mapinfo_t *maps = NULL;
+    size_t nmaps = 0;
+    size_t *counts = NULL;
+    dw_mapset_t *set = dw_mapset_load(maps_dir, dw_conf_get_str(loop->conf, "maps.metadata_dir"),
+                                      NULL, errstr, sizeof(errstr));
+    if (!set || select_maps(loop, set, &maps, &nmaps, errstr, sizeof(errstr)) != DW_OK ||
+        !(counts = calloc(nmaps, sizeof(*counts)))) {
+        loop->counters.reload_failures++;
+        DW_ERROR(FAC, "reload failed, keeping the maps loaded before: %s",
+                 counts || !maps ? errstr : "out of memory");
+        free(maps);
+        dw_mapset_destroy(set);
+        return;
+    }
+    if (ensure_topics(loop, maps, nmaps, errstr, sizeof(errstr)) != DW_OK)
+        DW_WARN(FAC, "reload: %s", errstr); /* a map without its topic waits for it */
+    rd_kafka_resp_err_t kerr = rd_kafka_unsubscribe(loop->consumer);
+    if (kerr)
+        DW_WARN(FAC, "reload: unsubscribe: %s", rd_kafka_err2str(kerr));
+    /* the revocation runs in the rebalance callback, from the consumer's poll */
+    int64_t deadline = dw_time_mono_ms() + loop->flush_timeout_ms + 30000;
+    while (!loop->fatal && dw_time_mono_ms() < deadline) {
+        rd_kafka_topic_partition_list_t *a = NULL;
+        bool empty = rd_kafka_assignment(loop->consumer, &a) == RD_KAFKA_RESP_ERR_NO_ERROR &&
+                     a->cnt == 0 && loop->nparts == 0;
+        if (a)
+            rd_kafka_topic_partition_list_destroy(a);
+        if (empty)
+            break;
+        rd_kafka_message_t *rkm = rd_kafka_consumer_poll(loop->consumer, 100);
+        if (rkm) {
+            if (rkm->err)
+                consumer_error(loop, rkm);
+            rd_kafka_message_destroy(rkm); /* not taken: read again after the reload */
+        }
+        rd_kafka_poll(loop->producer, 0);
+    }
+    if (loop->nparts > 0 && !loop->fatal) {
+        /* not revoked in time: drop what is held (the offsets are not committed past it) */
+        DW_WARN(FAC, "reload: %zu partition(s) still assigned; dropping their commands",
+                loop->nparts);
+        for (size_t i = 0; i < loop->nparts; i++)
+            wr_part_destroy(loop->parts[i]);
+        loop->nparts = 0;
+        binfo_rebuild(loop);
+    }
+    dw_mapset_destroy(loop->set);
+    free(loop->maps);
+    free(loop->map_counts);
+    loop->set = set;
+    loop->maps = maps;
+    loop->nmaps = nmaps;
+    loop->map_counts = counts;
+    if (subscribe_maps(loop, errstr, sizeof(errstr)) != DW_OK) {
+        wr_fatal(loop, DW_ERR_KAFKA, errstr);
+        return;
+    }
+    loop->counters.reloads++;
+    char names[512] = "";
+    size_t o = 0;
+    for (size_t i = 0; i < nmaps && o < sizeof(names) - 1; i++) {
+        int w = snprintf(names + o, sizeof(names) - o, "%s%s@%d", i ? " " : "",
+                         dw_map_name(maps[i].map), dw_map_version(maps[i].map));
+        if (w < 0)
+            break;
+        o += (size_t)w;
+    }
+    DW_INFO(FAC, "maps reloaded: %zu map(s): %s%s", nmaps, names,
+            o >= sizeof(names) - 1 ? "..." : "");
 }
 
 wr_loop_t *wr_loop_new(dw_conf_t *conf, const char *target, int *exit_code, char *errstr,
@@ -1355,7 +1467,7 @@ wr_loop_t *wr_loop_new(dw_conf_t *conf, const char *target, int *exit_code, char
         *exit_code = 2;
         goto fail;
     }
-    dw_err_t err = select_maps(loop, errstr, errstr_size);
+    dw_err_t err = select_maps(loop, loop->set, &loop->maps, &loop->nmaps, errstr, errstr_size);
     if (err) {
         *exit_code = err == DW_ERR_NOMEM ? 1 : 2;
         goto fail;
@@ -1416,7 +1528,7 @@ wr_loop_t *wr_loop_new(dw_conf_t *conf, const char *target, int *exit_code, char
     if (!(loop->lq = wr_lq_new(loop->pg, errstr, errstr_size)))
         goto fail;
 
-    if (ensure_topics(loop, errstr, errstr_size) != DW_OK)
+    if (ensure_topics(loop, loop->maps, loop->nmaps, errstr, errstr_size) != DW_OK)
         goto fail;
 
     char client_id[300], group[300];
@@ -1454,16 +1566,8 @@ wr_loop_t *wr_loop_new(dw_conf_t *conf, const char *target, int *exit_code, char
         *exit_code = 2;
         goto fail;
     }
-    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new((int)loop->nmaps);
-    for (size_t i = 0; i < loop->nmaps; i++)
-        rd_kafka_topic_partition_list_add(l, loop->maps[i].topic, RD_KAFKA_PARTITION_UA);
-    rd_kafka_resp_err_t kerr = rd_kafka_subscribe(loop->consumer, l);
-    rd_kafka_topic_partition_list_destroy(l);
-    if (kerr) {
-        dw_errf(dw_kafka_err_map(kerr), errstr, errstr_size, "could not subscribe: %s",
-                rd_kafka_err2str(kerr));
+    if (subscribe_maps(loop, errstr, errstr_size) != DW_OK)
         goto fail;
-    }
     DW_INFO(FAC, "instance %s: target %s (%s), group %s, %zu map(s), concurrency %d",
             loop->instance, loop->target_name, dw_system_base(loop->sys), group, loop->nmaps,
             loop->aimd.cur);
@@ -1490,6 +1594,10 @@ dw_err_t wr_loop_run(wr_loop_t *loop, char *errstr, size_t errstr_size)
     int64_t wake = INT64_MAX;
     loop->tick_us = dw_time_mono_us();
     while (!dw_signal_stop_requested() && !loop->fatal) {
+        if (dw_signal_reload_take())
+            wr_reload(loop);
+        if (loop->fatal)
+            break;
         rd_kafka_poll(loop->producer, 0);
         redo_dead_letters(loop);
         int64_t now = dw_time_mono_ms();

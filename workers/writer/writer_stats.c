@@ -68,7 +68,7 @@ void wr_counters_format(const wr_counters_t *c, char *buf, size_t size)
              " dlq_schema_drift=%" PRIu64 " dlq_unknown=%" PRIu64 " dlq_unavailable=%" PRIu64
              " retries=%" PRIu64 " throttled=%" PRIu64 " batches=%" PRIu64
              " batch_avg=%.1f batch_max=%" PRIu64 " ledger_failures=%" PRIu64 " rebalances=%" PRIu64
-             " write_us_p50=%" PRIu64 " write_us_p99=%" PRIu64 " pending=%" PRIu64
+             " reloads=%" PRIu64 " reload_failures=%" PRIu64 " write_us_p50=%" PRIu64 " write_us_p99=%" PRIu64 " pending=%" PRIu64
              " pending_max=%" PRIu64 " concurrency=%d ledger_jobs=%" PRIu64
              " ledger_us_avg=%" PRIu64 " loop_wait_ms=%" PRIu64
              " in_flight_fetch=%.2f in_flight_write=%.2f"
@@ -76,7 +76,7 @@ void wr_counters_format(const wr_counters_t *c, char *buf, size_t size)
              c->consumed, c->written, c->coalesced, c->echo_dropped, c->stale_dropped,
              c->delete_unresolved, wr_counters_dead_lettered(c), d[0], d[1], d[2], d[3], d[4], d[5],
              c->retries, c->throttled, c->batches, avg, c->batch_max, c->ledger_failures,
-             c->rebalances, wr_counters_latency_quantile(c, 0.5),
+             c->rebalances, c->reloads, c->reload_failures, wr_counters_latency_quantile(c, 0.5),
              wr_counters_latency_quantile(c, 0.99), c->pending, c->pending_max, c->concurrency,
              c->ledger_jobs, c->ledger_jobs ? c->ledger_us / c->ledger_jobs : 0,
              c->loop_wait_us / 1000, c->run_us ? (double)c->stage_us[0] / (double)c->run_us : 0.0,
