@@ -1551,10 +1551,14 @@ static void dv_collection(dv_t *d, const emu_odata_query_t *q, const dv_prefer_t
         if (left < page)
             page = left < 0 ? 0 : left;
     }
+    /* the rows are made JSON only once they are chosen: to_jsonb in the select list of the
+     * OFFSET query itself ran for every row skipped too (and, without an index for the order, for
+     * every row of the table), which made a page deep in a 40,000-row table take 4.7 s */
     char sql[DV_SQL_MAX] = "";
-    sqlf(sql, "SELECT to_jsonb(x) FROM %s x", d->t->qname);
+    sqlf(sql, "SELECT to_jsonb(x) FROM (SELECT * FROM %s x", d->t->qname);
     dv_order_sql(d, q, sql);
-    sqlf(sql, " LIMIT $1 OFFSET $2");
+    sqlf(sql, " LIMIT $1 OFFSET $2) x");
+    dv_order_sql(d, q, sql);
     long long got = 0, next_offset = -1;
     bool more = page > 0;
     while (more && next_offset < 0) {
@@ -1598,7 +1602,8 @@ static void dv_collection(dv_t *d, const emu_odata_query_t *q, const dv_prefer_t
         /* $count: the matching rows, at most 5,000 (Dataverse's limit) */
         long long total = 0;
         char csql[DV_SQL_MAX] = "";
-        sqlf(csql, "SELECT to_jsonb(x) FROM %s x ORDER BY x.\"%s\" LIMIT $1 OFFSET $2", d->t->qname, d->t->id_column);
+        sqlf(csql, "SELECT to_jsonb(x) FROM (SELECT * FROM %s x ORDER BY x.\"%s\" LIMIT $1 OFFSET $2) x",
+             d->t->qname, d->t->id_column);
         long long coff = 0;
         for (bool cm = true; cm && total <= DV_COUNT_CAP;) {
             char lim[32], off[32];
