@@ -2,12 +2,19 @@
  * emulator_bench: throughput of UpsertMultiple (batches of 1,000 accounts, optionally several
  * requests in flight like dw-writer) and latency of single-record PATCH upserts against a running
  * dw-emulator --system dv (it does not start one).
- *   emulator_bench [-c CLIENTS] [-l] [-t] http://127.0.0.1:8080 [RECORDS] [PATCHES]
- * Prints records/s for the bulk load with the spread of the request times (a stall or a slow
- * start shows as a long maximum and in the progress lines on stderr) and p50/p99 milliseconds for
- * PATCH. With --track a change-tracking reader follows delta links during the load and checks
- * that every record written is seen exactly once. Every run writes new accounts (a run id in the
- * account number), so a second run against the same emulator measures a pre-filled table.
+ *   emulator_bench [-c CLIENTS] [-l] [-t] [-R] http://127.0.0.1:8080 [RECORDS] [PATCHES]
+ * Three phases: the bulk load, a paged read of the whole table, the PATCHes. Prints records/s for
+ * the bulk load with the spread of the request times (a stall or a slow start shows as a long
+ * maximum and in the progress lines on stderr). Then, unless --no-read, reads the whole accounts
+ * entity set back as a client would (GET accounts?$select=accountid at the default page size,
+ * 5,000 rows, following @odata.nextLink to the end) and prints rows, pages, rows/s, the fastest
+ * non-empty page, the first page and the slowest page with its number, from 1 (a deep page much
+ * slower than the first means the emulator pays for the rows it skips); fewer rows than the run
+ * wrote is a failure.
+ * Then p50/p99 milliseconds for PATCH. With --track a change-tracking reader follows delta links
+ * during the load and checks that every record written is seen exactly once. Every run writes new
+ * accounts (a run id in the account number), so a second run against the same emulator measures a
+ * pre-filled table (and the paged read returns the earlier runs' rows too).
  * Client credentials: the emulator's defaults (dwfleet / dwfleet-local-secret) unless
  * DW_BENCH_CLIENT_SECRET is set.
  */
@@ -255,13 +262,89 @@ static void *track_thread(void *arg)
     return NULL;
 }
 
+/* ---- the paged read: the whole entity set through server-driven paging ------------------------ */
+
+/* GET accounts?$select=accountid at the default page size and follow @odata.nextLink to the end,
+ * as a client reading the table would. Prints the rows, the pages, the rate and the spread of the
+ * page times (a deep page much slower than the first one points at OFFSET paging). False (with
+ * the reason on stderr) when a page fails, or when fewer rows come back than this run wrote. */
+static bool paged_read(CURL *c, const char *root, const char *token, int records)
+{
+    char cur[8192], err[512] = "";
+    sink_t s = {0};
+    long long rows = 0;
+    int pages = 0, slowest = 0, empty = 0;
+    double tmin = -1, tmax = 0, tfirst = 0, t0 = dw_bench_now();
+    snprintf(cur, sizeof(cur), "%s/api/data/v9.2/accounts?$select=accountid", root);
+    while (cur[0]) {
+        double a = dw_bench_now();
+        long st = call(c, "GET", cur, NULL, token, "application/json", NULL, &s);
+        double t = dw_bench_now() - a;
+        pages++;
+        if (st != 200) {
+            snprintf(err, sizeof(err), "page %d answered %ld: %.300s", pages, st, s.buf ? s.buf : "");
+            break;
+        }
+        json_error_t je;
+        json_t *doc = json_loadb(s.buf ? s.buf : "", s.len, 0, &je);
+        json_t *value = json_object_get(doc, "value");
+        if (!json_is_array(value)) {
+            snprintf(err, sizeof(err), "page %d has no \"value\" array%s%s", pages,
+                     doc ? "" : ": ", doc ? "" : je.text);
+            json_decref(doc);
+            break;
+        }
+        size_t n = json_array_size(value);
+        rows += (long long)n;
+        if (pages == 1)
+            tfirst = t;
+        if (pages == 1 || t > tmax) {
+            tmax = t;
+            slowest = pages;
+        }
+        if (n == 0) /* e.g. after a last page that was exactly full: not the fastest page's time */
+            empty++;
+        else if (tmin < 0 || t < tmin)
+            tmin = t;
+        const char *nl = json_string_value(json_object_get(doc, "@odata.nextLink"));
+        if (nl && strcmp(nl, cur) == 0)
+            snprintf(err, sizeof(err), "page %d links to itself: %.300s", pages, nl);
+        else if (nl && strlen(nl) >= sizeof(cur))
+            snprintf(err, sizeof(err), "page %d: nextLink of %zu characters", pages, strlen(nl));
+        else
+            snprintf(cur, sizeof(cur), "%s", nl ? nl : "");
+        json_decref(doc);
+        if (err[0])
+            break;
+    }
+    double dt = dw_bench_now() - t0;
+    free(s.buf);
+    if (err[0]) {
+        fprintf(stderr, "emulator_bench: paged read: %s\n", err);
+        return false;
+    }
+    printf("paged read: %lld rows in %d pages, %.2f s = %.0f rows/s; pages %.3f-%.3f s (first %.3f s, "
+           "slowest: page %d)", rows, pages, dt, dt > 0 ? rows / dt : 0.0, tmin < 0 ? 0.0 : tmin, tmax,
+           tfirst, slowest);
+    if (empty)
+        printf("; %d empty page%s", empty, empty > 1 ? "s" : "");
+    printf("\n");
+    if (rows < records) {
+        fprintf(stderr, "emulator_bench: paged read: %lld rows, fewer than the %d records this run wrote\n",
+                rows, records);
+        return false;
+    }
+    return true;
+}
+
 /* ---- main ------------------------------------------------------------------------------------- */
 
 static const char usage[] =
     "[OPTIONS] URL [RECORDS] [PATCHES]\n\n"
     "UpsertMultiple throughput (accounts in batches of 1,000, keyed by the alternate key\n"
-    "accountnumber + msdyn_company) and single-record PATCH upsert latency (p50/p99) against a\n"
-    "RUNNING dw-emulator --system dv; the benchmark does not start one. Start it first, e.g.\n\n"
+    "accountnumber + msdyn_company), then a paged read of the whole accounts table, then\n"
+    "single-record PATCH upsert latency (p50/p99) against a RUNNING dw-emulator --system dv; the\n"
+    "benchmark does not start one. Start it first, e.g.\n\n"
     "  eval \"$(scripts/services.sh env)\"\n"
     "  build/bin/dw-emulator --system dv --listen 127.0.0.1:8080 --pg \"$DW_PG_DSN\" --schema bench\n"
     "  build/bin/emulator_bench -c 3 http://127.0.0.1:8080 100000 1000\n\n"
@@ -273,7 +356,13 @@ static const char usage[] =
     "  -l, --lookups    bind two lookups per record by alternate key, as dw-writer's records do\n"
     "                   (transactioncurrencyid, msdyn_customergroupid)\n"
     "  -t, --track      follow change tracking (delta links) during the load and check that every\n"
-    "                   record written is returned exactly once; exit 1 when not\n\n"
+    "                   record written is returned exactly once; exit 1 when not\n"
+    "  -R, --no-read    skip the paged read. Otherwise, after the load, every account is read\n"
+    "                   back with GET accounts?$select=accountid at the default page size (5,000\n"
+    "                   rows) following @odata.nextLink, and rows, pages, rows/s, the fastest\n"
+    "                   non-empty, the first and the slowest page (numbered from 1) are\n"
+    "                   printed; fewer rows than RECORDS (the table may hold earlier runs'\n"
+    "                   rows too) is a failure, exit 1\n\n"
     "The spread of the UpsertMultiple request times (p50, p99, max) is printed with the rate;\n"
     "progress goes to stderr every 5 s. Every run writes new accounts (a run id in the account\n"
     "number), so running it again against the same emulator measures a table that already holds\n"
@@ -321,17 +410,20 @@ int main(int argc, char **argv)
     static const struct option opts[] = {{"clients", required_argument, NULL, 'c'},
                                          {"lookups", no_argument, NULL, 'l'},
                                          {"track", no_argument, NULL, 't'},
+                                         {"no-read", no_argument, NULL, 'R'},
                                          {NULL, 0, NULL, 0}};
     int clients = 1, opt;
-    bool lookups = false, track = false;
+    bool lookups = false, track = false, do_read = true;
     opterr = 0;
-    while ((opt = getopt_long(argc, argv, "+c:lt", opts, NULL)) != -1) {
+    while ((opt = getopt_long(argc, argv, "+c:ltR", opts, NULL)) != -1) {
         if (opt == 'c' && !parse_count(optarg, 1, MAX_CLIENTS, &clients))
             return usage_error("--clients must be an integer from 1 to 32", optarg);
         else if (opt == 'l')
             lookups = true;
         else if (opt == 't')
             track = true;
+        else if (opt == 'R')
+            do_read = false;
         else if (opt == '?')
             return usage_error("unknown option", argv[optind - 1]);
     }
@@ -480,6 +572,9 @@ int main(int argc, char **argv)
         if (!b.track_ok || missing || b.dup)
             goto out;
     }
+    fflush(stdout); /* the load's numbers show even when the read takes long */
+    if (do_read && !paged_read(c, root, token, records))
+        goto out;
 
     for (int i = 0; i < patches; i++) {
         snprintf(url, sizeof(url), "%s/api/data/v9.2/accounts(accountnumber='R%s-%07d',msdyn_company=%s)", root, run,

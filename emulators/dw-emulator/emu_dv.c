@@ -1592,8 +1592,8 @@ static void dv_collection(dv_t *d, const emu_odata_query_t *q, const dv_prefer_t
         if (next_offset >= 0)
             break;
         offset += nt;
-        if (got == page && more)
-            next_offset = offset;
+        /* a full page ending with the chunk: the next chunk tells whether a row follows (no
+         * nextLink to an empty page, as Dataverse gives none) */
     }
     char ctxs[1024];
     emu_service_context(d->ctx, d->t, q, "", ctxs, sizeof(ctxs));

@@ -497,6 +497,26 @@ Test(emulator_dv, upsert_multiple_of_1000_and_bulk_messages)
     req(&r, "GET", "accounts?$count=true&$select=name", NULL, NULL);
     cr_assert_eq(json_integer_value(json_object_get(r.json, "@odata.count")), 1000);
     resp_free(&r);
+    /* pages of 500 over 1,000 rows: two full pages and no nextLink to an empty third (the page
+     * ends where the emulator's read chunk does) */
+    const char *pref[] = {"Prefer: odata.maxpagesize=500", NULL};
+    char next[4096];
+    snprintf(next, sizeof(next), "%saccounts?$select=accountid", base);
+    int pages = 0, rows = 0;
+    while (next[0]) {
+        req(&r, "GET", next, NULL, pref);
+        cr_assert_eq(r.status, 200, "%ld %s", r.status, r.body);
+        size_t n = json_array_size(json_object_get(r.json, "value"));
+        cr_assert_gt(n, 0, "page %d is empty", pages + 1);
+        rows += (int)n;
+        pages++;
+        const char *nl = json_string_value(json_object_get(r.json, "@odata.nextLink"));
+        snprintf(next, sizeof(next), "%s", nl ? nl : "");
+        resp_free(&r);
+        cr_assert(pages < 5);
+    }
+    cr_assert_eq(rows, 1000);
+    cr_assert_eq(pages, 2);
     /* all or nothing: the second target is invalid */
     req(&r, "POST", "accounts/Microsoft.Dynamics.CRM.UpsertMultiple",
         "{\"Targets\":[{\"@odata.type\":\"Microsoft.Dynamics.CRM.account\",\"@odata.id\":\"accounts(accountnumber='NEW1',msdyn_company=null)\",\"name\":\"ok\"},"
