@@ -23,6 +23,7 @@ struct emu_faults_s {
     int fail_status;
     char fail_code[32];
     char fail_message[256];
+    char fail_match[128]; /* "" or: only writes whose path or body holds it fail */
     long long failed_writes;
     char no_multiple[EMU_FAULTS_SETS_MAX][128]; /* entity sets without the *Multiple actions */
     int nno_multiple;
@@ -60,11 +61,14 @@ int emu_faults_latency_ms(emu_faults_t *f)
     return l;
 }
 
-bool emu_faults_take_write(emu_faults_t *f, emu_resp_t *resp)
+bool emu_faults_take_write(emu_faults_t *f, const emu_req_t *req, emu_resp_t *resp)
 {
     bool fail = false;
     pthread_mutex_lock(&f->mu);
-    if (f->fail_count > 0) {
+    bool match = !f->fail_match[0] ||
+                 (req && ((req->path && strstr(req->path, f->fail_match)) ||
+                          (req->body && strstr(req->body, f->fail_match))));
+    if (f->fail_count > 0 && match) {
         f->fail_count--;
         f->failed_writes++;
         fail = true;
@@ -90,6 +94,7 @@ static void faults_clear(emu_faults_t *f)
     f->unavailable = false;
     f->latency_ms = 0;
     f->fail_count = 0;
+    f->fail_match[0] = '\0';
     f->nno_multiple = 0;
     pthread_mutex_unlock(&f->mu);
 }
@@ -189,6 +194,8 @@ void emu_admin_handle(emu_ctx_t *ctx, emu_req_t *req, emu_resp_t *resp)
             snprintf(f->fail_code, sizeof(f->fail_code), "%s", code ? code : "0x80040216");
             snprintf(f->fail_message, sizeof(f->fail_message), "%s",
                      msg ? msg : "An unexpected error occurred (injected by dw-emulator).");
+            const char *m = json_string_value(json_object_get(fw, "match"));
+            snprintf(f->fail_match, sizeof(f->fail_match), "%s", m ? m : "");
         }
         pthread_mutex_unlock(&f->mu);
         DW_INFO("admin", "faults changed");

@@ -30,8 +30,9 @@ int emu_faults_latency_ms(emu_faults_t *f);
  * UpsertMultiple (a table that does not take them: the action's segment is not found). */
 #define EMU_FAULTS_SETS_MAX 8
 bool emu_faults_no_multiple(emu_faults_t *f, const char *entity_set);
-/* When a write failure is armed, consume one and fill resp; returns true. */
-bool emu_faults_take_write(emu_faults_t *f, emu_resp_t *resp);
+/* When a write failure is armed (and, with a "match" string, req's path or body holds it),
+ * consume one and fill resp; returns true. */
+bool emu_faults_take_write(emu_faults_t *f, const emu_req_t *req, emu_resp_t *resp);
 
 /* Handle a request under /_admin (authenticates it first). */
 void emu_admin_handle(struct emu_ctx_s *ctx, emu_req_t *req, emu_resp_t *resp);

@@ -873,7 +873,7 @@ static void dv_single_write(dv_t *d, const dv_key_t *k, int mode, const dv_prefe
     bool created = false;
     if (!body)
         return;
-    if (!d->attempt && emu_faults_take_write(d->ctx->faults, d->resp)) {
+    if (!d->attempt && emu_faults_take_write(d->ctx->faults, d->req, d->resp)) {
         json_decref(body);
         return;
     }
@@ -896,7 +896,7 @@ static void dv_delete(dv_t *d, const dv_key_t *k)
 {
     char errstr[512];
     json_t *existing = NULL;
-    if ((!d->attempt && emu_faults_take_write(d->ctx->faults, d->resp)) || !dv_begin(d))
+    if ((!d->attempt && emu_faults_take_write(d->ctx->faults, d->req, d->resp)) || !dv_begin(d))
         return;
     dw_err_t err = dv_fetch(d->pg, d->t, k, true, &existing, errstr, sizeof(errstr));
     const char *if_match = emu_req_header(d->req, "If-Match");
@@ -1299,7 +1299,7 @@ static void dv_multiple(dv_t *d, const char *message)
             goto out;
         }
     }
-    if (!d->attempt && emu_faults_take_write(d->ctx->faults, d->resp))
+    if (!d->attempt && emu_faults_take_write(d->ctx->faults, d->req, d->resp))
         goto out;
     /* The columns of each target (conversions, @odata.bind lookups) do not depend on whether the
      * record exists unless the target names the id column: they are worked out before the write

@@ -752,7 +752,7 @@ static void fo_create(fo_t *d)
         goto out;
     if (!fo_in(d, body, true, store))
         goto out;
-    if (emu_faults_take_write(d->ctx->faults, d->resp) || !fo_begin(d))
+    if (emu_faults_take_write(d->ctx->faults, d->req, d->resp) || !fo_begin(d))
         goto out;
     if (!fo_complete_create(d, store) || !fo_check_relations(d, store, store))
         goto rollback;
@@ -819,7 +819,7 @@ static void fo_update(fo_t *d, const fo_key_t *k)
             goto out;
         }
     }
-    if (emu_faults_take_write(d->ctx->faults, d->resp) || !fo_begin(d))
+    if (emu_faults_take_write(d->ctx->faults, d->req, d->resp) || !fo_begin(d))
         goto out;
     dw_err_t err = fo_fetch(d->pg, d->t, k, true, &existing, errstr, sizeof(errstr));
     if (err) {
@@ -889,7 +889,7 @@ static void fo_delete(fo_t *d, const fo_key_t *k)
 {
     char errstr[512], sql[FO_SQL_MAX] = "";
     json_t *existing = NULL;
-    if (emu_faults_take_write(d->ctx->faults, d->resp) || !fo_begin(d))
+    if (emu_faults_take_write(d->ctx->faults, d->req, d->resp) || !fo_begin(d))
         return;
     dw_err_t err = fo_fetch(d->pg, d->t, k, true, &existing, errstr, sizeof(errstr));
     if (err) {

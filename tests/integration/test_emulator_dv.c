@@ -629,6 +629,19 @@ Test(emulator_dv, admin_faults_and_schema_drift)
     req(&r, "POST", "cdm_companies", "{\"cdm_companycode\":\"F1\",\"cdm_name\":\"x\"}", NULL);
     cr_assert_eq(r.status, 204, "only N writes fail");
     resp_free(&r);
+    /* with match: only the writes that name it fail */
+    req(&r, "POST", "/_admin/faults", "{\"fail_writes\":{\"count\":1,\"status\":503,\"match\":\"F3\"}}", adm);
+    cr_assert_eq(r.status, 200, "%ld %s", r.status, r.body);
+    resp_free(&r);
+    req(&r, "POST", "cdm_companies", "{\"cdm_companycode\":\"F2\",\"cdm_name\":\"x\"}", NULL);
+    cr_assert_eq(r.status, 204, "a write not naming F3 passes: %ld %s", r.status, r.body);
+    resp_free(&r);
+    req(&r, "POST", "cdm_companies", "{\"cdm_companycode\":\"F3\",\"cdm_name\":\"x\"}", NULL);
+    cr_assert_eq(r.status, 503, "the write naming F3 fails");
+    resp_free(&r);
+    req(&r, "POST", "cdm_companies", "{\"cdm_companycode\":\"F3\",\"cdm_name\":\"x\"}", NULL);
+    cr_assert_eq(r.status, 204, "once");
+    resp_free(&r);
     req(&r, "POST", "/_admin/faults", "{\"unavailable\":true}", adm);
     resp_free(&r);
     req(&r, "GET", "cdm_companies", NULL, NULL);
