@@ -51,25 +51,6 @@ static const char *const maps[] = {"customers_accounts", "currencies",    "custo
 static char suffix[32], maps_dir[256], mapsx[300];
 static const char *dsn, *boot;
 
-static double proc_cpu(pid_t pid)
-{
-    char path[64], buf[1024];
-    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return -1;
-    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
-    fclose(f);
-    buf[n] = '\0';
-    const char *p = strrchr(buf, ')');
-    unsigned long long ut = 0, st = 0;
-    /* after "pid (comm)": state ppid pgrp session tty tpgid flags minflt cminflt majflt cmajflt
-     * utime stime */
-    if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st) != 2)
-        return -1;
-    return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
-}
-
 /* CPU seconds of every process whose command line contains needle (the Kafka broker's java, the
  * PostgreSQL server and its backends); the sum over processes alive now. */
 static double procs_cpu(const char *needle)
@@ -92,7 +73,7 @@ static double procs_cpu(const char *needle)
                 cmd[i] = ' ';
         cmd[n] = '\0';
         double c;
-        if (strstr(cmd, needle) && (c = proc_cpu((pid_t)atoi(e->d_name))) > 0)
+        if (strstr(cmd, needle) && (c = dw_bench_proc_cpu_s((pid_t)atoi(e->d_name))) > 0)
             sum += c;
     }
     if (d)
@@ -424,7 +405,7 @@ static void bench_initial_sync(const char *log, long rows)
                            NULL};
     /* CPU seconds of each process over the command: dwctl from its rusage, the emulator, the
      * broker and PostgreSQL (all its processes: shared with anything else using it) from /proc */
-    double emu0 = proc_cpu(emu), kafka0 = procs_cpu("kafka.Kafka"), pg0 = procs_cpu("postgres");
+    double emu0 = dw_bench_proc_cpu_s(emu), kafka0 = procs_cpu("kafka.Kafka"), pg0 = procs_cpu("postgres");
     t0 = dw_bench_now();
     pid_t dw = dw_bench_spawn(DW_BIN_DIR, "dwctl", dargv, log);
     int st = 0, rc = -1;
@@ -433,7 +414,7 @@ static void bench_initial_sync(const char *log, long rows)
     if (dw > 0 && wait4(dw, &st, 0, &ru) == dw)
         rc = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
     double el = dw_bench_now() - t0;
-    double emu_cpu = proc_cpu(emu) - emu0, kafka_cpu = procs_cpu("kafka.Kafka") - kafka0,
+    double emu_cpu = dw_bench_proc_cpu_s(emu) - emu0, kafka_cpu = procs_cpu("kafka.Kafka") - kafka0,
            pg_cpu = procs_cpu("postgres") - pg0;
     double dw_cpu = (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec * 1e-6 +
                     (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec * 1e-6;

@@ -130,6 +130,14 @@ int dw_bench_proc_cpu(pid_t pid, unsigned long long *ticks, unsigned long long *
     return 0;
 }
 
+double dw_bench_proc_cpu_s(pid_t pid)
+{
+    unsigned long long ticks, start;
+    if (dw_bench_proc_cpu(pid, &ticks, &start, NULL))
+        return -1;
+    return (double)ticks / (double)sysconf(_SC_CLK_TCK);
+}
+
 static size_t sink_cb(char *p, size_t s, size_t n, void *ud)
 {
     (void)p;

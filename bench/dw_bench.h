@@ -37,6 +37,8 @@ int dw_bench_stop(pid_t *pid, struct rusage *ru);
  * starttime (a reused pid has another), both in clock ticks (sysconf(_SC_CLK_TCK)); comm: NULL, or
  * 16 bytes receiving the command name. 0, or -1 when pid is gone or unreadable. */
 int dw_bench_proc_cpu(pid_t pid, unsigned long long *ticks, unsigned long long *start, char *comm);
+/* The CPU seconds (user + system) process pid has used so far; -1 when pid is gone. */
+double dw_bench_proc_cpu_s(pid_t pid);
 
 /* One blocking request on c (kept alive for the next one). body: JSON, or a form when it starts
  * with "client_id". token: bearer token or NULL. out: NULL, or 8 KiB receiving the body

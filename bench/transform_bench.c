@@ -56,24 +56,6 @@ extern char **environ;
 static char map[64], dir[128], maps_dir[160], group[128];
 static dw_conf_t *conf;
 
-/* CPU seconds (user + system) process pid has used so far, from /proc; -1 when unknown. */
-static double proc_cpu_s(long pid)
-{
-    char path[64], buf[1024];
-    snprintf(path, sizeof(path), "/proc/%ld/stat", pid);
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return -1;
-    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
-    fclose(f);
-    buf[n] = '\0';
-    const char *p = strrchr(buf, ')'); /* the command name may hold spaces */
-    unsigned long long ut = 0, st = 0;
-    if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st) != 2)
-        return -1;
-    return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
-}
-
 static double self_cpu_s(void)
 {
     struct rusage ru;
@@ -339,14 +321,14 @@ int main(int argc, char **argv)
         if (!m->err) {
             got++;
             if (cpu_w0 < 0) {
-                cpu_w0 = proc_cpu_s(pid);
-                cpu_b0 = broker > 0 ? proc_cpu_s(broker) : -1;
+                cpu_w0 = dw_bench_proc_cpu_s(pid);
+                cpu_b0 = broker > 0 ? dw_bench_proc_cpu_s(broker) : -1;
                 cpu_s0 = self_cpu_s();
                 got0 = got;
             }
             if ((got - got0) % 1000 == 0 || got == n) { /* /proc is read now and then */
-                cpu_w1 = proc_cpu_s(pid);
-                cpu_b1 = broker > 0 ? proc_cpu_s(broker) : -1;
+                cpu_w1 = dw_bench_proc_cpu_s(pid);
+                cpu_b1 = broker > 0 ? dw_bench_proc_cpu_s(broker) : -1;
                 cpu_s1 = self_cpu_s();
                 got1 = got;
             }

@@ -304,40 +304,63 @@ static json_t *jl_fail(jload_t *j, const char *why)
 
 static json_t *jl_value(jload_t *j);
 
-/* The string at j->p (its opening quote) as a new jansson string (key: NULL) or, with key, its
- * unescaped bytes into *key (malloc'ed only when it held an escape or is long: *own). */
-static json_t *jl_string(jload_t *j, const char **key, size_t *klen, bool *own)
+/* The string at j->p (its opening quote), unescaped: *s, *n; *buf (to free) holds it when it had
+ * an escape, else it points into the text and *buf is NULL. */
+static bool jl_text(jload_t *j, const char **s, size_t *n, char **buf)
 {
     const unsigned char *start = j->p + 1;
     bool esc;
     const char *why = dw_json_scan_string(&j->p, j->e, &esc);
+    *buf = NULL;
     if (why)
-        return jl_fail(j, why);
-    size_t n = (size_t)(j->p - 1 - start);
-    if (!esc) {
-        if (key) {
-            *key = (const char *)start;
-            *klen = n;
-            *own = false;
-            return json_null(); /* a non-NULL "done" */
-        }
-        json_t *v = json_stringn_nocheck((const char *)start, n);
-        return v ? v : jl_fail(j, "out of memory");
+        return jl_fail(j, why), false;
+    *s = (const char *)start;
+    *n = (size_t)(j->p - 1 - start);
+    if (esc) {
+        if (!(*buf = malloc(*n + 1))) /* escapes only shrink */
+            return jl_fail(j, "out of memory"), false;
+        dw_json_unescape(*s, *n, *buf, *n + 1, n); /* checked by the scan */
+        *s = *buf;
     }
-    char *buf = malloc(n + 1); /* escapes only shrink */
-    size_t l = 0;
-    if (!buf)
-        return jl_fail(j, "out of memory");
-    dw_json_unescape((const char *)start, n, buf, n + 1, &l); /* checked by the scan */
-    if (key) {
-        *key = buf;
-        *klen = l;
-        *own = true;
-        return json_null();
-    }
-    json_t *v = json_stringn_nocheck(buf, l);
+    return true;
+}
+
+static json_t *jl_string(jload_t *j)
+{
+    const char *s;
+    size_t n;
+    char *buf;
+    if (!jl_text(j, &s, &n, &buf))
+        return NULL;
+    json_t *v = json_stringn_nocheck(s, n);
     free(buf);
     return v ? v : jl_fail(j, "out of memory");
+}
+
+/* One member ("name": value, j->p at the name's quote) into obj. */
+static bool jl_member(jload_t *j, json_t *obj)
+{
+    const char *key;
+    size_t kl;
+    char *buf;
+    if (!jl_text(j, &key, &kl, &buf))
+        return false;
+    bool ok = false;
+    jl_ws(j);
+    if ((j->flags & JSON_REJECT_DUPLICATES) && json_object_getn(obj, key, kl)) {
+        jl_fail(j, "duplicate object key");
+    } else if (j->p >= j->e || *j->p != ':') {
+        jl_fail(j, "':' expected");
+    } else {
+        j->p++;
+        jl_ws(j);
+        json_t *v = jl_value(j);
+        ok = v && json_object_setn_new_nocheck(obj, key, kl, v) == 0;
+        if (v && !ok)
+            jl_fail(j, "out of memory");
+    }
+    free(buf);
+    return ok;
 }
 
 static json_t *jl_object(jload_t *j)
@@ -353,38 +376,12 @@ static json_t *jl_object(jload_t *j)
     }
     for (;;) {
         jl_ws(j);
-        if (j->p >= j->e || *j->p != '"')
-            goto fail_msg;
-        const char *key = NULL;
-        size_t kl = 0;
-        bool own = false;
-        if (!jl_string(j, &key, &kl, &own))
-            goto fail;
-        if ((j->flags & JSON_REJECT_DUPLICATES) && json_object_getn(obj, key, kl)) {
-            if (own)
-                free((char *)key);
-            jl_fail(j, "duplicate object key");
-            goto fail;
+        if (j->p >= j->e || *j->p != '"') {
+            jl_fail(j, "string or '}' expected");
+            break;
         }
-        jl_ws(j);
-        if (j->p >= j->e || *j->p != ':') {
-            if (own)
-                free((char *)key);
-            jl_fail(j, "':' expected");
-            goto fail;
-        }
-        j->p++;
-        jl_ws(j);
-        json_t *v = jl_value(j);
-        if (!v || json_object_setn_new_nocheck(obj, key, kl, v) != 0) {
-            if (own)
-                free((char *)key);
-            if (v)
-                jl_fail(j, "out of memory");
-            goto fail;
-        }
-        if (own)
-            free((char *)key);
+        if (!jl_member(j, obj))
+            break;
         jl_ws(j);
         if (j->p < j->e && *j->p == ',') {
             j->p++;
@@ -395,11 +392,8 @@ static json_t *jl_object(jload_t *j)
             return obj;
         }
         jl_fail(j, "',' or '}' expected");
-        goto fail;
+        break;
     }
-fail_msg:
-    jl_fail(j, "string or '}' expected");
-fail:
     json_decref(obj);
     return NULL;
 }
@@ -462,7 +456,7 @@ static json_t *jl_value(jload_t *j)
         return v;
     }
     case '"':
-        return jl_string(j, NULL, NULL, NULL);
+        return jl_string(j);
     case 't':
         return jl_literal(j, "true", json_true());
     case 'f':

@@ -989,3 +989,31 @@ out:
         *applied = count;
     return err;
 }
+
+void dw_pg_array_add(dw_buf_t *b, const char *s)
+{
+    dw_buf_put(b, b->n ? "," : "{", 1);
+    if (!s) {
+        DW_BUF_LIT(b, "NULL");
+        return;
+    }
+    DW_BUF_LIT(b, "\"");
+    for (;;) {
+        size_t run = strcspn(s, "\"\\");
+        dw_buf_put(b, s, run);
+        s += run;
+        if (!*s)
+            break;
+        char esc[2] = {'\\', *s++};
+        dw_buf_put(b, esc, 2);
+    }
+    DW_BUF_LIT(b, "\"");
+}
+
+const char *dw_pg_array_end(dw_buf_t *b)
+{
+    if (!b->n)
+        DW_BUF_LIT(b, "{");
+    DW_BUF_LIT(b, "}");
+    return b->fail ? NULL : b->p;
+}

@@ -16,6 +16,7 @@
 
 #include <libpq-fe.h>
 
+#include "dw_buf.h"
 #include "dw_err.h"
 
 typedef struct dw_pg_s dw_pg_t;
@@ -130,5 +131,11 @@ void dw_pg_migrations_destroy(dw_pg_migrations_t *ms);
  * DW_ERR_PG naming the file whose SQL failed (nothing of the run stays); DW_ERR_PG_CONN. */
 dw_err_t dw_pg_migrate(dw_pg_t *pg, const char *dir, int *applied, char *errstr,
                        size_t errstr_size);
+
+/* Array literals for array parameters ($1::text[], unnest): one dw_buf per array, elements added
+ * in order, quoted with " and \ escaped; s NULL adds a NULL element. dw_pg_array_end closes it
+ * ("{}" when empty) and returns its text (b->p), NULL when out of memory. */
+void dw_pg_array_add(dw_buf_t *b, const char *s);
+const char *dw_pg_array_end(dw_buf_t *b);
 
 #endif

@@ -981,61 +981,6 @@ static int dv_target_key(dv_t *d, json_t *target, emu_odata_path_t *path, dv_key
     return 0;
 }
 
-/* A PostgreSQL text[] literal being built: {"a","b"} with quotes and backslashes escaped. */
-typedef struct {
-    char *buf;
-    size_t len, cap;
-    bool oom;
-} dv_arr_t;
-
-/* Append s (NULL: an SQL NULL element). */
-static void dv_arr_add(dv_arr_t *a, const char *s)
-{
-    size_t need = a->len + 2 * (s ? strlen(s) : 4) + 5;
-    if (a->oom)
-        return;
-    if (need > a->cap) {
-        size_t nc = a->cap ? a->cap : 1024;
-        while (nc < need)
-            nc *= 2;
-        char *nb = realloc(a->buf, nc);
-        if (!nb) {
-            a->oom = true;
-            return;
-        }
-        a->buf = nb;
-        a->cap = nc;
-    }
-    char *o = a->buf + a->len;
-    *o++ = a->len ? ',' : '{';
-    if (!s) {
-        memcpy(o, "NULL", 5);
-        a->len = (size_t)(o + 4 - a->buf);
-        return;
-    }
-    *o++ = '"';
-    for (; *s; s++) {
-        if (*s == '"' || *s == '\\')
-            *o++ = '\\';
-        *o++ = *s;
-    }
-    *o++ = '"';
-    *o = '\0';
-    a->len = (size_t)(o - a->buf);
-}
-
-/* Close the literal ("{}" when empty); NULL when out of memory. */
-static const char *dv_arr_end(dv_arr_t *a)
-{
-    if (!a->len)
-        dv_arr_add(a, "");
-    if (a->oom || a->len + 2 > a->cap)
-        return NULL;
-    a->buf[a->len++] = '}';
-    a->buf[a->len] = '\0';
-    return a->buf;
-}
-
 /* The key signature of a target (columns, which parts are NULL) and its identity string. */
 static void dv_key_sig(const dv_key_t *k, char *sig, size_t size)
 {
@@ -1053,7 +998,7 @@ static bool dv_lookup_many(dv_t *d, const dv_key_t *keys, const int *hk, size_t 
     char errstr[512], sig[1024], sig2[1024];
     bool *done = calloc(n ? n : 1, sizeof(bool));
     bool ok = done != NULL;
-    dv_arr_t arr[EMU_ODATA_MAX_KEYS + 1];
+    dw_buf_t arr[EMU_ODATA_MAX_KEYS + 1];
     for (size_t i = 0; ok && i < n; i++) {
         if (!hk[i] || done[i])
             continue;
@@ -1070,13 +1015,13 @@ static bool dv_lookup_many(dv_t *d, const dv_key_t *keys, const int *hk, size_t 
             size_t a = 0;
             for (size_t c = 0; c < k->n; c++) {
                 if (keys[j].vals[c]) {
-                    dv_arr_add(&arr[a], keys[j].vals[c]);
+                    dw_pg_array_add(&arr[a], keys[j].vals[c]);
                     a++;
                 }
             }
             char ord[32];
             snprintf(ord, sizeof(ord), "%zu", j);
-            dv_arr_add(&arr[a], ord);
+            dw_pg_array_add(&arr[a], ord);
         }
         char sql[DV_SQL_MAX] = "";
         const char *params[EMU_ODATA_MAX_KEYS + 1];
@@ -1107,7 +1052,7 @@ static bool dv_lookup_many(dv_t *d, const dv_key_t *keys, const int *hk, size_t 
         }
         sqlf(sql, " LIMIT 1 FOR UPDATE) x");
         for (int p = 0; p <= np; p++) {
-            params[p] = dv_arr_end(&arr[p]);
+            params[p] = dw_pg_array_end(&arr[p]);
             if (!params[p])
                 ok = false;
         }
@@ -1124,42 +1069,42 @@ static bool dv_lookup_many(dv_t *d, const dv_key_t *keys, const int *hk, size_t 
         }
         PQclear(res);
         for (int p = 0; p <= np; p++)
-            free(arr[p].buf);
+            free(arr[p].p);
     }
     free(done);
     return ok;
 }
 
-/* One value of a column array (dv_arr_t): NULL for a missing or null value; a string as it is;
+/* One value of a column array (dw_pg_array_add): NULL for a missing or null value; a string as it is;
  * other values as dw_mapper_dumps writes them (a real in the shortest form that reads back as the
  * same double, "1.0" for an integral one: a numeric column stores 17032.2 as the client sent it,
  * not jansson's 17-digit 17032.200000000001). */
-static void dv_arr_value(dv_arr_t *a, json_t *v)
+static void dv_arr_value(dw_buf_t *a, json_t *v)
 {
     char num[32];
     switch (v ? json_typeof(v) : JSON_NULL) {
     case JSON_NULL:
-        dv_arr_add(a, NULL);
+        dw_pg_array_add(a, NULL);
         break;
     case JSON_STRING:
-        dv_arr_add(a, json_string_value(v));
+        dw_pg_array_add(a, json_string_value(v));
         break;
     case JSON_INTEGER:
         snprintf(num, sizeof(num), "%" JSON_INTEGER_FORMAT, json_integer_value(v));
-        dv_arr_add(a, num);
+        dw_pg_array_add(a, num);
         break;
     case JSON_TRUE:
-        dv_arr_add(a, "true");
+        dw_pg_array_add(a, "true");
         break;
     case JSON_FALSE:
-        dv_arr_add(a, "false");
+        dw_pg_array_add(a, "false");
         break;
     default: {
         char *text = dw_mapper_dumps(v, 0, NULL);
         if (text)
-            dv_arr_add(a, text);
+            dw_pg_array_add(a, text);
         else
-            a->oom = true;
+            a->fail = true;
         free(text);
     }
     }
@@ -1177,7 +1122,7 @@ static bool dv_bulk_write(dv_t *d, json_t *rows, bool insert)
     if (!nrows)
         return true;
     const emu_col_t **cols = calloc(t->ncols ? t->ncols : 1, sizeof(*cols));
-    dv_arr_t *arr = calloc(t->ncols ? t->ncols : 1, sizeof(*arr));
+    dw_buf_t *arr = calloc(t->ncols ? t->ncols : 1, sizeof(*arr));
     const char **params = calloc(t->ncols ? t->ncols : 1, sizeof(*params));
     dw_buf_t sql = {0};
     bool ok = cols && arr && params;
@@ -1187,7 +1132,7 @@ static bool dv_bulk_write(dv_t *d, json_t *rows, bool insert)
     for (size_t c = 0; ok && c < nc; c++) {
         for (size_t r = 0; r < nrows; r++)
             dv_arr_value(&arr[c], json_object_get(json_array_get(rows, r), cols[c]->name));
-        if (!(params[c] = dv_arr_end(&arr[c])))
+        if (!(params[c] = dw_pg_array_end(&arr[c])))
             ok = false;
     }
     if (ok && insert) {
@@ -1231,7 +1176,7 @@ static bool dv_bulk_write(dv_t *d, json_t *rows, bool insert)
     if (err)
         dv_pg_error(d, err, errstr);
     for (size_t c = 0; arr && c < t->ncols; c++)
-        free(arr[c].buf);
+        free(arr[c].p);
     free(arr);
     free(params);
     free(cols);

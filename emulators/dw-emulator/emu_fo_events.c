@@ -18,6 +18,7 @@
 
 #include "dw_log.h"
 #include "dw_mapper.h"
+#include "dw_time.h"
 #include "emu_fo_store.h"
 
 #define EV_MAX_ENDPOINTS 16
@@ -454,14 +455,7 @@ static void *ev_thread(void *arg)
             if (ev->ep[i].next_ms > now && ev->ep[i].next_ms - now < wait)
                 wait = ev->ep[i].next_ms - now;
         if (!ev->wake && !ev->stop) {
-            struct timespec ts;
-            clock_gettime(CLOCK_MONOTONIC, &ts);
-            ts.tv_sec += wait / 1000;
-            ts.tv_nsec += (wait % 1000) * 1000000;
-            if (ts.tv_nsec >= 1000000000) {
-                ts.tv_sec++;
-                ts.tv_nsec -= 1000000000;
-            }
+            struct timespec ts = dw_time_deadline(CLOCK_MONOTONIC, wait);
             pthread_cond_timedwait(&ev->cv, &ev->mu, &ts);
         }
         pthread_mutex_unlock(&ev->mu);

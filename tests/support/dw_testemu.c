@@ -406,20 +406,30 @@ int dw_testemu_request(dw_testemu_t *emu, dw_testemu_resp_t *r, const char *meth
     return cc == CURLE_OK ? 0 : -1;
 }
 
+/* A connection to dsn (DW_PG_DSN), or NULL with errstr filled. */
+static PGconn *pg_open(const char *dsn, char *errstr, size_t errstr_size)
+{
+    if (!dsn) {
+        set_err(errstr, errstr_size, "DW_PG_DSN is not set");
+        return NULL;
+    }
+    PGconn *c = PQconnectdb(dsn);
+    if (PQstatus(c) != CONNECTION_OK) {
+        set_err(errstr, errstr_size, "could not connect: %s", PQerrorMessage(c));
+        PQfinish(c);
+        return NULL;
+    }
+    return c;
+}
+
 int dw_testemu_schema_drop(const char *dsn, const char *schema, char *errstr, size_t errstr_size)
 {
     int rc = -1;
     char *id = NULL;
     PGresult *res = NULL;
-    if (!dsn) {
-        set_err(errstr, errstr_size, "DW_PG_DSN is not set");
+    PGconn *c = pg_open(dsn, errstr, errstr_size);
+    if (!c)
         return -1;
-    }
-    PGconn *c = PQconnectdb(dsn);
-    if (PQstatus(c) != CONNECTION_OK) {
-        set_err(errstr, errstr_size, "could not connect: %s", PQerrorMessage(c));
-        goto done;
-    }
     /* an identifier cannot be a parameter: it is quoted by libpq */
     id = PQescapeIdentifier(c, schema, strlen(schema));
     if (!id) {
@@ -448,16 +458,9 @@ int dw_testemu_insert_rows(dw_testemu_t *emu, const char *table, const char *row
     int rc = -1;
     char *qs = NULL, *qt = NULL, sql[600];
     PGresult *res = NULL;
-    const char *dsn = getenv("DW_PG_DSN");
-    if (!dsn) {
-        set_err(errstr, errstr_size, "DW_PG_DSN is not set");
+    PGconn *c = pg_open(getenv("DW_PG_DSN"), errstr, errstr_size);
+    if (!c)
         return -1;
-    }
-    PGconn *c = PQconnectdb(dsn);
-    if (PQstatus(c) != CONNECTION_OK) {
-        set_err(errstr, errstr_size, "could not connect: %s", PQerrorMessage(c));
-        goto done;
-    }
     qs = PQescapeIdentifier(c, emu->schema, strlen(emu->schema));
     qt = PQescapeIdentifier(c, table, strlen(table));
     if (!qs || !qt ||

@@ -13,6 +13,7 @@
 #include "dw_log.h"
 #include "dw_mapper.h"
 #include "dw_recordids.h"
+#include "dw_time.h"
 
 /* ---- ack groups ----------------------------------------------------------------------------- */
 
@@ -53,14 +54,7 @@ int capture_ack_pending(capture_ack_t *ack)
 
 dw_err_t capture_ack_wait(capture_ack_t *ack, int timeout_ms)
 {
-    struct timespec until;
-    clock_gettime(CLOCK_MONOTONIC, &until);
-    until.tv_sec += timeout_ms / 1000;
-    until.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
-    if (until.tv_nsec >= 1000000000L) {
-        until.tv_sec++;
-        until.tv_nsec -= 1000000000L;
-    }
+    struct timespec until = dw_time_deadline(CLOCK_MONOTONIC, timeout_ms);
     pthread_mutex_lock(&ack->lock);
     while (ack->pending > 0) {
         if (pthread_cond_timedwait(&ack->cond, &ack->lock, &until) != 0)

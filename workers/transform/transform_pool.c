@@ -13,6 +13,7 @@
 #include <time.h>
 
 #include "transform.h"
+#include "dw_time.h"
 
 struct tx_pool_s {
     pthread_t *threads;
@@ -169,14 +170,7 @@ bool tx_pool_help(tx_pool_t *pool)
 
 bool tx_pool_wait_head(tx_pool_t *pool, int timeout_ms)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    ts.tv_sec += timeout_ms / 1000;
-    ts.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
-    if (ts.tv_nsec >= 1000000000L) {
-        ts.tv_sec++;
-        ts.tv_nsec -= 1000000000L;
-    }
+    struct timespec ts = dw_time_deadline(CLOCK_MONOTONIC, timeout_ms);
     pthread_mutex_lock(&pool->mu);
     pool->waiters++;
     while (pool->head < pool->tail && !slot(pool, pool->head)->done) {

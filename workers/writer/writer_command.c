@@ -8,11 +8,11 @@
  * fields stay text, copied into the request as they are. Also the decimal comparison of source
  * versions (up to 39 digits, wider than any integer type).
  */
-#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "dw_json.h"
 #include "writer.h"
 
 static bool is_digits(const char *s, size_t min, size_t max)
@@ -74,35 +74,16 @@ bool wr_key_valid(const void *key, size_t len)
     if (!key || len == 0)
         return false;
     for (size_t i = 0; i < len;) {
-        unsigned char c = p[i];
-        size_t n;
-        uint32_t cp;
-        if (c == 0)
+        if (p[i] == 0)
             return false;
-        if (c < 0x80) {
+        if (p[i] < 0x80) {
             i++;
             continue;
-        } else if ((c & 0xe0) == 0xc0) {
-            n = 1;
-            cp = c & 0x1f;
-        } else if ((c & 0xf0) == 0xe0) {
-            n = 2;
-            cp = c & 0x0f;
-        } else if ((c & 0xf8) == 0xf0) {
-            n = 3;
-            cp = c & 0x07;
-        } else {
-            return false;
         }
-        for (size_t k = 1; k <= n; k++) {
-            if (i + k >= len || (p[i + k] & 0xc0) != 0x80)
-                return false;
-            cp = (cp << 6) | (p[i + k] & 0x3f);
-        }
-        if ((n == 1 && cp < 0x80) || (n == 2 && cp < 0x800) || (n == 3 && cp < 0x10000) ||
-            cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+        size_t n = dw_json_utf8_len(p + i, p + len);
+        if (!n)
             return false;
-        i += n + 1;
+        i += n;
     }
     return true;
 }

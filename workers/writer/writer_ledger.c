@@ -174,37 +174,14 @@ dw_err_t wr_ledger_entry_seen(const wr_cmd_t *cmd, dw_map_side_t target, const c
 
 char *wr_pg_array(const char *const *vals, size_t n)
 {
-    size_t len = 3;
-    for (size_t i = 0; i < n; i++) {
-        len += 6; /* quotes, comma, or NULL */
-        if (vals[i])
-            for (const char *p = vals[i]; *p; p++)
-                len += (*p == '"' || *p == '\\') ? 2 : 1;
-    }
-    char *out = malloc(len);
-    if (!out)
+    dw_buf_t b = {0};
+    for (size_t i = 0; i < n; i++)
+        dw_pg_array_add(&b, vals[i]);
+    if (!dw_pg_array_end(&b)) {
+        free(b.p);
         return NULL;
-    char *o = out;
-    *o++ = '{';
-    for (size_t i = 0; i < n; i++) {
-        if (i)
-            *o++ = ',';
-        if (!vals[i]) {
-            memcpy(o, "NULL", 4);
-            o += 4;
-            continue;
-        }
-        *o++ = '"';
-        for (const char *p = vals[i]; *p; p++) {
-            if (*p == '"' || *p == '\\')
-                *o++ = '\\';
-            *o++ = *p;
-        }
-        *o++ = '"';
     }
-    *o++ = '}';
-    *o = '\0';
-    return out;
+    return b.p;
 }
 
 static char *dup_value(const PGresult *res, int r, int c)

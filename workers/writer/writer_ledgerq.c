@@ -170,14 +170,7 @@ uint64_t wr_lq_completed(wr_lq_t *lq)
 
 bool wr_lq_wait(wr_lq_t *lq, uint64_t seen, int timeout_ms)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    ts.tv_sec += timeout_ms / 1000;
-    ts.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
-    if (ts.tv_nsec >= 1000000000L) {
-        ts.tv_sec++;
-        ts.tv_nsec -= 1000000000L;
-    }
+    struct timespec ts = dw_time_deadline(CLOCK_REALTIME, timeout_ms);
     pthread_mutex_lock(&lq->mu);
     int rc = 0;
     while (lq->completed == seen && lq->outstanding > 0 && rc == 0)
