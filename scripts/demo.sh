@@ -14,8 +14,9 @@
 #
 # Usage: scripts/demo.sh [--check] [--no-build]      scripts/demo.sh --stop RUN_DIR
 #   --check     exit non-zero unless every count matches, both live changes arrived, no dead
-#               letter, no lag and each change was written once (no echo written back; ctest's
-#               integration_demo runs it with DEMO_CUSTOMERS=500)
+#               letter, no lag and each change was written once (no echo of the sync written back,
+#               at most one of each live change; ctest's integration_demo runs it with
+#               DEMO_CUSTOMERS=500)
 #   --no-build  skip scripts/setup.sh and the build (use the binaries in DW_BUILD_DIR as they are)
 #   --stop DIR  stop what a DEMO_KEEP=1 run left running (DIR is printed by that run)
 # Environment: DEMO_CUSTOMERS (50000), DEMO_KEEP (0), DEMO_FO_PORT, DEMO_DV_PORT,
@@ -622,12 +623,16 @@ if [[ $check -eq 1 ]]; then
   [[ $dead -eq 0 ]] || problems+=("$dead dead letters")
   [[ $lag_total -eq 0 ]] || problems+=("consumer lag $lag_total")
   # each change written once: the Dataverse writer wrote the synced records and the F&O rename,
-  # the F&O writer only the Dataverse edit; anything more is an echo written back (ping-pong)
+  # the F&O writer the Dataverse edit; every echo of the sync dropped. One write more per live
+  # change is allowed: a live change's echo that comes back before the writer that wrote it has
+  # committed its ledger transaction is written once more, with the content the other side
+  # already holds (docs/writer.md, "Echoes inside the ledger window"); a second round is ping-pong
   sleep 1.2 # the writers print their counters every second: read lines written after the lag was 0
   w_dv=$(written writer-dv) w_fo=$(written writer-fo)
-  [[ $w_dv -eq $((total_synced + 1)) ]] ||
-    problems+=("dw-writer dv wrote $w_dv records, not $((total_synced + 1)) (the sync and one live change)")
-  [[ $w_fo -eq 1 ]] || problems+=("dw-writer fo wrote $w_fo records, not 1 (the live change)")
+  [[ $w_dv -ge $((total_synced + 1)) && $w_dv -le $((total_synced + 2)) ]] ||
+    problems+=("dw-writer dv wrote $w_dv records, not $((total_synced + 1)) (the sync and one live change, at most one echo more)")
+  [[ $w_fo -ge 1 && $w_fo -le 2 ]] ||
+    problems+=("dw-writer fo wrote $w_fo records, not 1 (the live change, at most one echo more)")
   if [[ ${#problems[@]} -gt 0 ]]; then
     echo "demo: CHECK FAILED: ${problems[*]}" >&2
     exit 1
